@@ -1,0 +1,159 @@
+// Package config reads wsgateway's settings from the environment. Every
+// binary uses the same names (DESIGN.md's contract) and validates them once
+// at start, reporting every problem at once.
+package config
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+)
+
+// Config holds every setting; each binary uses the ones it needs.
+type Config struct {
+	WSAddr             string   // WS_ADDR: emulated API Gateway (devstack)
+	GRPCAddr           string   // GRPC_ADDR: PublisherService
+	HTTPAddr           string   // HTTP_ADDR: REST facade, demo page, health
+	TableName          string   // TABLE_NAME
+	DynamoDBEndpoint   string   // DYNAMODB_ENDPOINT: empty = AWS (or the devstack's in-memory store)
+	APIGWEndpoint      string   // APIGW_ENDPOINT: management API base URL
+	Region             string   // AWS_REGION
+	APIKeys            []string // API_KEYS: empty = publisher auth off
+	ConnectTokenSecret string   // CONNECT_TOKEN_SECRET: empty = connect auth off
+}
+
+// Setting documents one environment variable for -h output and the README.
+type Setting struct {
+	Name, Default, Help string
+}
+
+// Settings lists every variable Load reads, in the order -h prints them.
+var Settings = []Setting{
+	{"WS_ADDR", "127.0.0.1:8080", "WebSocket API and @connections management API (devstack)"},
+	{"GRPC_ADDR", "127.0.0.1:9090", "gRPC PublisherService, reflection and health"},
+	{"HTTP_ADDR", "127.0.0.1:8081", "REST facade /v1, demo page, /healthz"},
+	{"TABLE_NAME", "wsgateway", "DynamoDB table of connections and subscriptions"},
+	{"DYNAMODB_ENDPOINT", "", "DynamoDB endpoint URL; empty: AWS (devstack: in-memory store)"},
+	{"APIGW_ENDPOINT", "", "API Gateway management API base URL, e.g. https://{api-id}.execute-api.{region}.amazonaws.com/{stage}"},
+	{"AWS_REGION", "us-east-1", "AWS region"},
+	{"API_KEYS", "", "comma-separated publisher API keys; empty: publisher auth off"},
+	{"CONNECT_TOKEN_SECRET", "", "HMAC secret of connect tokens; empty: connect auth off"},
+}
+
+// Load reads the settings through getenv (os.Getenv in mains, a map in
+// tests) and validates them.
+func Load(getenv func(string) string) (Config, error) {
+	get := func(name string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		for _, s := range Settings {
+			if s.Name == name {
+				return s.Default
+			}
+		}
+		return ""
+	}
+	c := Config{
+		WSAddr:             get("WS_ADDR"),
+		GRPCAddr:           get("GRPC_ADDR"),
+		HTTPAddr:           get("HTTP_ADDR"),
+		TableName:          get("TABLE_NAME"),
+		DynamoDBEndpoint:   get("DYNAMODB_ENDPOINT"),
+		APIGWEndpoint:      strings.TrimRight(get("APIGW_ENDPOINT"), "/"),
+		Region:             get("AWS_REGION"),
+		ConnectTokenSecret: getenv("CONNECT_TOKEN_SECRET"),
+	}
+	for _, k := range strings.Split(getenv("API_KEYS"), ",") {
+		if k = strings.TrimSpace(k); k != "" {
+			c.APIKeys = append(c.APIKeys, k)
+		}
+	}
+
+	var errs []error
+	for _, a := range []struct{ name, v string }{{"WS_ADDR", c.WSAddr}, {"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}} {
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			errs = append(errs, fmt.Errorf("%s=%q: want host:port: %v", a.name, a.v, err))
+		}
+	}
+	for _, u := range []struct{ name, v string }{{"DYNAMODB_ENDPOINT", c.DynamoDBEndpoint}, {"APIGW_ENDPOINT", c.APIGWEndpoint}} {
+		if u.v == "" {
+			continue
+		}
+		if p, err := url.Parse(u.v); err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
+			errs = append(errs, fmt.Errorf("%s=%q: want an http(s) URL", u.name, u.v))
+		}
+	}
+	if !validTableName(c.TableName) {
+		errs = append(errs, fmt.Errorf("TABLE_NAME=%q: want 3-255 characters of [A-Za-z0-9_.-]", c.TableName))
+	}
+	if s := c.ConnectTokenSecret; s != "" && len(s) < 16 {
+		errs = append(errs, errors.New("CONNECT_TOKEN_SECRET: too short, use at least 16 characters (32 random bytes recommended)"))
+	}
+	return c, errors.Join(errs...)
+}
+
+// RequireAPIGW is for binaries that post to connections and cannot guess
+// where the management API is.
+func (c Config) RequireAPIGW() error {
+	if c.APIGWEndpoint == "" {
+		return errors.New("APIGW_ENDPOINT is required: the management API base URL (https://{api-id}.execute-api.{region}.amazonaws.com/{stage})")
+	}
+	return nil
+}
+
+func validTableName(s string) bool {
+	if len(s) < 3 || len(s) > 255 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' || r == '.') {
+			return false
+		}
+	}
+	return true
+}
+
+// AWS loads the SDK configuration for c.Region. With local set (devstack and
+// tests, whose emulators accept any signature) it signs with fixed dummy
+// credentials, so a newcomer needs no AWS account and real keys never reach a
+// local emulator.
+func (c Config) AWS(ctx context.Context, local bool) (aws.Config, error) {
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(c.Region)}
+	if local {
+		opts = append(opts, awsconfig.WithCredentialsProvider(localCredentials{}))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS config: %w", err)
+	}
+	return cfg, nil
+}
+
+// localCredentials are what the devstack signs with: emulators ignore them.
+type localCredentials struct{}
+
+func (localCredentials) Retrieve(context.Context) (aws.Credentials, error) {
+	return credentials.NewStaticCredentialsProvider("local", "local", "").Retrieve(context.Background())
+}
+
+// Usage renders Settings for a binary's -h.
+func Usage(binary string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s is configured by environment variables:\n\n", binary)
+	for _, s := range Settings {
+		d := s.Default
+		if d == "" {
+			d = "(unset)"
+		}
+		fmt.Fprintf(&b, "  %-22s %-16s %s\n", s.Name, d, s.Help)
+	}
+	return b.String()
+}

@@ -1,0 +1,83 @@
+// Package store records WebSocket connections and their topic subscriptions.
+//
+// DynamoDB (dynamo.go) is the system of record on AWS; Memory (memory.go) is
+// the devstack's embedded default. Both satisfy Store and pass the same
+// conformance suite (storetest).
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// MaxConnectionLifetime is API Gateway's maximum WebSocket connection
+// duration. Items expire this long (plus TTLSlack) after they are written,
+// because $disconnect is best effort and may never come.
+const (
+	MaxConnectionLifetime = 2 * time.Hour
+	TTLSlack              = 10 * time.Minute
+)
+
+// Errors callers branch on. Implementations wrap them with context.
+var (
+	// ErrNotFound: the connection is not (or no longer) recorded.
+	ErrNotFound = errors.New("not found")
+	// ErrUnavailable: the backing service could not be reached or refused
+	// the request; the caller may retry later.
+	ErrUnavailable = errors.New("store unavailable")
+	// ErrInvalidPageToken: a page token that this store did not issue.
+	ErrInvalidPageToken = errors.New("invalid page token")
+)
+
+// Connection is one open WebSocket connection.
+type Connection struct {
+	ID          string
+	ConnectedAt time.Time
+	// Subject is the connect token's "sub", empty when auth is off.
+	Subject   string
+	SourceIP  string
+	UserAgent string
+	// AllowedTopics are the topic names and "prefix*" patterns the
+	// connection may subscribe to; nil means any topic (auth off).
+	AllowedTopics []string
+}
+
+// Subscription is one connection's interest in one topic.
+type Subscription struct {
+	ConnectionID string
+	Topic        string
+	SubscribedAt time.Time
+}
+
+// Page is one page of a topic's subscribers. NextToken is empty on the last
+// page.
+type Page struct {
+	Subscriptions []Subscription
+	NextToken     string
+}
+
+// Store is what handlers, the fan-out and the publisher need from storage.
+// Every method is safe for concurrent use.
+type Store interface {
+	// PutConnection records an open connection.
+	PutConnection(ctx context.Context, c Connection) error
+	// GetConnection returns a recorded, unexpired connection or ErrNotFound.
+	GetConnection(ctx context.Context, connectionID string) (Connection, error)
+	// DeleteConnection removes a connection and all its subscriptions. It is
+	// idempotent: deleting an unknown connection is not an error.
+	DeleteConnection(ctx context.Context, connectionID string) error
+	// Subscribe records the connection's interest in topics. It is
+	// idempotent: subscribing again keeps the first SubscribedAt and
+	// refreshes the expiry.
+	Subscribe(ctx context.Context, connectionID string, topics []string) error
+	// Unsubscribe removes subscriptions; unknown ones are ignored.
+	Unsubscribe(ctx context.Context, connectionID string, topics []string) error
+	// Subscribers returns up to limit live subscriptions of topic, ordered by
+	// connection id, starting after pageToken ("" for the first page).
+	Subscribers(ctx context.Context, topic string, limit int, pageToken string) (Page, error)
+	// Topics lists the topics a connection is subscribed to.
+	Topics(ctx context.Context, connectionID string) ([]string, error)
+	// Ping checks that the store is reachable (readiness).
+	Ping(ctx context.Context) error
+}

@@ -1,0 +1,183 @@
+// Package wsproto holds wsgateway's WebSocket wire format: the JSON frames
+// browsers send and receive, and the rules topic names follow. It is the
+// contract of DESIGN.md's "WebSocket protocol" section in code; nothing here
+// does I/O.
+package wsproto
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+)
+
+// Client actions; API Gateway selects the route with $request.body.action.
+const (
+	ActionSubscribe   = "subscribe"
+	ActionUnsubscribe = "unsubscribe"
+	ActionPing        = "ping"
+)
+
+// Server frame types.
+const (
+	TypeSubscribed   = "subscribed"
+	TypeUnsubscribed = "unsubscribed"
+	TypePong         = "pong"
+	TypeMessage      = "message"
+	TypeError        = "error"
+)
+
+// Error frame codes.
+const (
+	CodeBadRequest    = "bad_request"
+	CodeUnknownAction = "unknown_action"
+	CodeInvalidTopic  = "invalid_topic"
+	CodeForbidden     = "forbidden"
+	CodeLimitExceeded = "limit_exceeded"
+	CodeInternal      = "internal_error"
+)
+
+// MaxTopicsPerRequest bounds one subscribe or unsubscribe frame so that a
+// single frame cannot make a handler write an unbounded number of items.
+const MaxTopicsPerRequest = 50
+
+var topicPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+
+// ErrInvalidTopic is wrapped by ValidateTopic's errors.
+var ErrInvalidTopic = errors.New("invalid topic")
+
+// ValidateTopic reports whether name is a valid topic name, with a message a
+// human can act on.
+func ValidateTopic(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: topic is empty", ErrInvalidTopic)
+	}
+	if !topicPattern.MatchString(name) {
+		return fmt.Errorf("%w: %q must match %s", ErrInvalidTopic, truncate(name, 40), topicPattern)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// Request is a client frame routed to subscribe or unsubscribe. Topic is the
+// single-topic shorthand the contract also accepts.
+type Request struct {
+	Action string   `json:"action"`
+	Topic  string   `json:"topic,omitempty"`
+	Topics []string `json:"topics,omitempty"`
+}
+
+// Action returns the route key API Gateway would select for body, or "" when
+// body is not a JSON object with a string "action" (the $default route).
+func Action(body []byte) string {
+	var probe struct {
+		Action json.RawMessage `json:"action"`
+	}
+	if json.Unmarshal(body, &probe) != nil {
+		return ""
+	}
+	var action string
+	if json.Unmarshal(probe.Action, &action) != nil {
+		return ""
+	}
+	return action
+}
+
+// FrameError is a client mistake, reported to the client as an error frame.
+type FrameError struct {
+	Code    string
+	Message string
+}
+
+func (e *FrameError) Error() string { return e.Code + ": " + e.Message }
+
+// ParseTopics decodes a subscribe or unsubscribe frame and returns its
+// topics, validated and de-duplicated in order of first appearance.
+func ParseTopics(body []byte) ([]string, error) {
+	var req Request
+	if err := json.Unmarshal(body, &req); err != nil {
+		return nil, &FrameError{CodeBadRequest, "frame is not a valid JSON object: " + err.Error()}
+	}
+	topics := req.Topics
+	if req.Topic != "" {
+		topics = append([]string{req.Topic}, topics...)
+	}
+	if len(topics) == 0 {
+		return nil, &FrameError{CodeInvalidTopic, `give "topics": ["name", …] or "topic": "name"`}
+	}
+	if len(topics) > MaxTopicsPerRequest {
+		return nil, &FrameError{CodeLimitExceeded, fmt.Sprintf("at most %d topics per request, got %d", MaxTopicsPerRequest, len(topics))}
+	}
+	seen := make(map[string]bool, len(topics))
+	out := topics[:0:0]
+	for _, t := range topics {
+		if err := ValidateTopic(t); err != nil {
+			return nil, &FrameError{CodeInvalidTopic, err.Error()}
+		}
+		if !seen[t] {
+			seen[t] = true
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// TopicsFrame is the answer to subscribe and unsubscribe.
+type TopicsFrame struct {
+	Type   string   `json:"type"`
+	Topics []string `json:"topics"`
+}
+
+// Pong is the answer to ping.
+type Pong struct {
+	Type string `json:"type"`
+}
+
+// ErrorFrame tells the client what was wrong with what it sent.
+type ErrorFrame struct {
+	Type    string `json:"type"`
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// Message is the envelope every subscriber of a topic receives.
+type Message struct {
+	Type        string            `json:"type"`
+	Topic       string            `json:"topic"`
+	ID          string            `json:"id"`
+	Data        json.RawMessage   `json:"data"`
+	Attributes  map[string]string `json:"attributes,omitempty"`
+	PublishTime time.Time         `json:"publishTime"`
+}
+
+// Subscribed, Unsubscribed, PongFrame and Error build the encoded server
+// frames handlers answer with.
+func Subscribed(topics []string) []byte   { return mustMarshal(TopicsFrame{TypeSubscribed, topics}) }
+func Unsubscribed(topics []string) []byte { return mustMarshal(TopicsFrame{TypeUnsubscribed, topics}) }
+func PongFrame() []byte                   { return mustMarshal(Pong{TypePong}) }
+func Error(code, message string) []byte {
+	return mustMarshal(ErrorFrame{TypeError, code, message})
+}
+
+// EncodeMessage encodes the envelope once per publish; the caller posts the
+// same bytes to every subscriber.
+func EncodeMessage(m Message) ([]byte, error) {
+	m.Type = TypeMessage
+	m.PublishTime = m.PublishTime.UTC()
+	return json.Marshal(m)
+}
+
+func mustMarshal(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(err) // only fixed, marshalable types reach here
+	}
+	return b
+}
