@@ -35,6 +35,7 @@ const (
 	CodeInvalidTopic  = "invalid_topic"
 	CodeForbidden     = "forbidden"
 	CodeLimitExceeded = "limit_exceeded"
+	CodeUnavailable   = "unavailable"
 	CodeInternal      = "internal_error"
 )
 
