@@ -1,0 +1,52 @@
+# wsgateway — `make run` starts the whole local stack, `make test` checks everything.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+
+# buf is pinned here rather than as a go.mod tool: its dependency graph would
+# force pre-release versions of protobuf on the product. The protoc plugins
+# are go.mod tools, so their versions match the runtime libraries.
+BUF := go run github.com/bufbuild/buf/cmd/buf@v1.75.0
+LAMBDAS := $(notdir $(wildcard lambdas/*))
+# The exact flags of the Lambda and container builds (the Dockerfile uses the same).
+GO_BUILD_FLAGS := -trimpath -ldflags="-s -w"
+
+.PHONY: run test generate check-generate lint vet unit lambdas build clean
+
+run: ## start the devstack: emulated API Gateway, handlers, publisher, in-memory store
+	go run ./services/devstack
+
+test: node_modules/.package-lock.json vet lint check-generate unit lambdas ## everything CI runs
+
+unit:
+	go test -race -count=1 ./...
+
+vet:
+	go vet ./...
+
+lint:
+	$(BUF) lint
+
+generate: ## regenerate gen/ from proto/ (offline, local plugins)
+	$(BUF) generate
+
+check-generate: generate ## fail if gen/ is stale
+	@if [ -n "$$(git status --porcelain -- gen)" ]; then \
+		git status --short -- gen; \
+		echo "gen/ is stale: run 'make generate' and commit the result"; exit 1; \
+	fi
+
+lambdas: ## each Lambda as build/<name>/bootstrap for provided.al2023 on arm64
+	@for l in $(LAMBDAS); do \
+		GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build $(GO_BUILD_FLAGS) -tags lambda.norpc -o build/$$l/bootstrap ./lambdas/$$l; \
+	done
+	@echo "built $(LAMBDAS:%=build/%/bootstrap)"
+
+build: ## the publisher container's binary and the devstack
+	CGO_ENABLED=0 go build $(GO_BUILD_FLAGS) -o build/publisher ./services/publisher
+	go build -o build/devstack ./services/devstack
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+
+clean:
+	rm -rf build node_modules

@@ -1,0 +1,40 @@
+package publisher
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/encoding/protojson"
+
+	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
+)
+
+// DialGRPC connects the REST facade to the gRPC server at addr. The facade
+// goes through the gRPC port rather than calling the service in-process
+// (RegisterPublisherServiceHandlerServer) because the in-process path skips
+// interceptors: REST must get the same logging, validation and auth.
+func DialGRPC(addr string) (*grpc.ClientConn, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, fmt.Errorf("dial gRPC %s: %w", addr, err)
+	}
+	return conn, nil
+}
+
+// NewGateway returns the REST facade (/v1/...) forwarding to conn.
+func NewGateway(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
+	mux := runtime.NewServeMux(
+		// The contract: lowerCamelCase JSON with zero counts emitted.
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
+		}),
+	)
+	if err := wsgatewayv1.RegisterPublisherServiceHandler(ctx, mux, conn); err != nil {
+		return nil, fmt.Errorf("register REST facade: %w", err)
+	}
+	return mux, nil
+}

@@ -1,0 +1,78 @@
+package publisher
+
+import (
+	"context"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
+)
+
+// NewGRPCServer returns a gRPC server with svc, grpc.health.v1 (reported
+// through hs) and server reflection registered. Every call, including the
+// ones the REST facade forwards, passes the same interceptors.
+func NewGRPCServer(svc wsgatewayv1.PublisherServiceServer, hs *health.Server, log *slog.Logger) *grpc.Server {
+	s := grpc.NewServer(grpc.ChainUnaryInterceptor(
+		logCalls(log),
+		recoverPanics(log),
+	))
+	wsgatewayv1.RegisterPublisherServiceServer(s, svc)
+	healthpb.RegisterHealthServer(s, hs)
+	reflection.Register(s)
+	return s
+}
+
+// logCalls logs one line per call. Payloads are never logged: they are the
+// backends' data, not ours.
+func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if info.FullMethod == healthpb.Health_Check_FullMethodName {
+			return handler(ctx, req) // load balancers poll this constantly
+		}
+		start := time.Now()
+		resp, err := handler(ctx, req)
+		attrs := []slog.Attr{
+			slog.String("method", info.FullMethod),
+			slog.String("code", status.Code(err).String()),
+			slog.Duration("duration", time.Since(start)),
+		}
+		if t, ok := req.(interface{ GetTopic() string }); ok {
+			attrs = append(attrs, slog.String("topic", t.GetTopic()))
+		}
+		if r, ok := resp.(*wsgatewayv1.PublishResponse); ok {
+			attrs = append(attrs, slog.Int("delivered", int(r.GetDelivered())),
+				slog.Int("gone", int(r.GetGone())), slog.Int("failed", int(r.GetFailed())))
+		}
+		level := slog.LevelInfo
+		switch status.Code(err) {
+		case codes.OK, codes.InvalidArgument, codes.NotFound, codes.Unauthenticated, codes.PermissionDenied, codes.Canceled:
+		default:
+			level = slog.LevelError
+			attrs = append(attrs, slog.String("error", err.Error()))
+		}
+		log.LogAttrs(ctx, level, "rpc", attrs...)
+		return resp, err
+	}
+}
+
+// recoverPanics turns a handler panic into Internal for that one call
+// instead of a crash of every in-flight publish.
+func recoverPanics(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				log.ErrorContext(ctx, "panic in handler", "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+				err = status.Error(codes.Internal, "internal error")
+			}
+		}()
+		return handler(ctx, req)
+	}
+}

@@ -1,0 +1,123 @@
+package publisher
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+)
+
+// DefaultDrainTimeout bounds graceful stop: in-flight publishes get this
+// long to finish after SIGTERM before connections are cut.
+const DefaultDrainTimeout = 20 * time.Second
+
+// Config is what Run serves.
+type Config struct {
+	GRPC, HTTP net.Listener
+	Service    *Service
+	// Ready reports whether the store is reachable, for /readyz.
+	Ready func(context.Context) error
+	// Pages, if set, serves everything on the HTTP listener that is not
+	// /v1/, /healthz or /readyz (the devstack's demo page).
+	Pages        http.Handler
+	Log          *slog.Logger
+	DrainTimeout time.Duration
+}
+
+// Run serves the gRPC API on cfg.GRPC and the REST facade and health on
+// cfg.HTTP until ctx is done, then stops gracefully: health turns
+// NOT_SERVING, new calls are refused, in-flight ones get DrainTimeout.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.DrainTimeout == 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	hs := health.NewServer()
+	grpcSrv := NewGRPCServer(cfg.Service, hs, cfg.Log)
+
+	conn, err := DialGRPC(cfg.GRPC.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	gw, err := NewGateway(ctx, conn)
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{
+		Handler:           routes(gw, cfg.Ready, cfg.Pages),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- serveGRPC(grpcSrv, cfg.GRPC) }()
+	go func() { errc <- serveHTTP(httpSrv, cfg.HTTP) }()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	cfg.Log.Info("publisher listening", "grpc", cfg.GRPC.Addr().String(), "http", cfg.HTTP.Addr().String())
+
+	select {
+	case err = <-errc: // a listener failed: stop the other one too
+	case <-ctx.Done():
+	}
+	hs.Shutdown()
+	drainCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.DrainTimeout)
+	defer cancel()
+	// HTTP first: its in-flight requests are gRPC calls that must still be
+	// able to complete.
+	if herr := httpSrv.Shutdown(drainCtx); herr != nil {
+		httpSrv.Close()
+	}
+	stopped := make(chan struct{})
+	go func() { grpcSrv.GracefulStop(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-drainCtx.Done():
+		cfg.Log.Warn("drain timeout: cutting in-flight calls", "timeout", cfg.DrainTimeout)
+		grpcSrv.Stop()
+		<-stopped
+	}
+	return err
+}
+
+func serveGRPC(s interface{ Serve(net.Listener) error }, lis net.Listener) error {
+	if err := s.Serve(lis); err != nil {
+		return fmt.Errorf("serve gRPC: %w", err)
+	}
+	return nil
+}
+
+func serveHTTP(s *http.Server, lis net.Listener) error {
+	if err := s.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve HTTP: %w", err)
+	}
+	return nil
+}
+
+func routes(gw http.Handler, ready func(context.Context) error, pages http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/v1/", gw)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if ready != nil {
+			if err := ready(ctx); err != nil {
+				http.Error(w, "store unreachable", http.StatusServiceUnavailable)
+				return
+			}
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	if pages != nil {
+		mux.Handle("/", pages)
+	}
+	return mux
+}

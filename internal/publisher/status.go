@@ -1,0 +1,62 @@
+package publisher
+
+import (
+	"context"
+	"errors"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/wsgateway/wsgateway/internal/fanout"
+	"github.com/wsgateway/wsgateway/internal/store"
+)
+
+// errInvalidRequest marks request fields the edge itself rejects.
+var errInvalidRequest = errors.New("invalid request")
+
+// statusTable is the one translation from domain errors to gRPC codes;
+// grpc-gateway maps those codes to HTTP statuses (400, 503, 504, …).
+// A fixed message replaces the error text where that text would describe
+// the backend (endpoints, AWS request ids) rather than the caller's mistake.
+var statusTable = []struct {
+	err     error
+	code    codes.Code
+	message string
+}{
+	{errInvalidRequest, codes.InvalidArgument, ""},
+	{fanout.ErrInvalid, codes.InvalidArgument, ""},
+	{store.ErrInvalidPageToken, codes.InvalidArgument, "invalid page_token: pass next_page_token from the previous page unchanged"},
+	{store.ErrUnavailable, codes.Unavailable, "subscriber store unavailable, retry with backoff"},
+	{context.DeadlineExceeded, codes.DeadlineExceeded, "deadline exceeded"},
+	{context.Canceled, codes.Canceled, "canceled"},
+}
+
+// toStatus converts err for the wire. Errors the caller can act on keep
+// their message; anything unexpected becomes a bare Internal so no detail
+// of the backend leaks (the interceptor logs the original).
+func toStatus(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	for _, e := range statusTable {
+		if errors.Is(err, e.err) {
+			msg := e.message
+			if msg == "" {
+				msg = err.Error()
+			}
+			return &statusError{status.New(e.code, msg), err}
+		}
+	}
+	return &statusError{status.New(codes.Internal, "internal error"), err}
+}
+
+// statusError is what the client sees (st) joined to what the log needs
+// (err, with the backend's detail).
+type statusError struct {
+	st  *status.Status
+	err error
+}
+
+func (e *statusError) Error() string              { return e.err.Error() }
+func (e *statusError) Unwrap() error              { return e.err }
+func (e *statusError) GRPCStatus() *status.Status { return e.st }
