@@ -3,7 +3,19 @@
 // its typed errors into the sentinels the fan-out branches on.
 package apigw
 
-import "errors"
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+)
 
 // Outcomes of a management call other than success.
 var (
@@ -12,4 +24,120 @@ var (
 	ErrTooLarge  = errors.New("payload too large")           // 413 PayloadTooLargeException
 	ErrForbidden = errors.New("forbidden")                   // 403 ForbiddenException: credentials or IAM
 	ErrServer    = errors.New("management API server error") // 5xx
+	// ErrUnreachable: no HTTP response came back (dial, TLS, connection
+	// reset), so the message may or may not have arrived. A call whose
+	// context ended returns the context's error instead.
+	ErrUnreachable = errors.New("management API unreachable")
 )
+
+// MaxIdleConnsPerHost is how many keep-alive connections the client keeps
+// to the endpoint. The SDK's default of 10 would make every concurrent post
+// past the tenth dial (and TLS-handshake) anew; this covers the fan-out's
+// concurrency with room to spare.
+const MaxIdleConnsPerHost = 256
+
+// Client calls the management API of one WebSocket API stage.
+type Client struct {
+	api *apigatewaymanagementapi.Client
+}
+
+// New returns a client for endpoint, the stage's management API base URL:
+// https://{api-id}.execute-api.{region}.amazonaws.com/{stage} on AWS, or the
+// devstack emulator's http://127.0.0.1:8080. Requests are SigV4-signed with
+// cfg's credentials and region.
+//
+// The SDK's retries are off: the caller (the fan-out) knows the publish
+// deadline and the whole batch, so it alone decides what to retry and when.
+func New(cfg aws.Config, endpoint string) *Client {
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = MaxIdleConnsPerHost
+		t.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+		t.IdleConnTimeout = 90 * time.Second
+	})
+	api := apigatewaymanagementapi.NewFromConfig(cfg, func(o *apigatewaymanagementapi.Options) {
+		o.BaseEndpoint = aws.String(endpoint)
+		o.HTTPClient = httpClient
+		o.Retryer = aws.NopRetryer{}
+	})
+	return &Client{api: api}
+}
+
+// PostToConnection sends data as one WebSocket message to the connection.
+func (c *Client) PostToConnection(ctx context.Context, connectionID string, data []byte) error {
+	_, err := c.api.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{
+		ConnectionId: aws.String(connectionID),
+		Data:         data,
+	})
+	return classify(err)
+}
+
+// DeleteConnection closes the connection. A connection that is already gone
+// yields ErrGone.
+func (c *Client) DeleteConnection(ctx context.Context, connectionID string) error {
+	_, err := c.api.DeleteConnection(ctx, &apigatewaymanagementapi.DeleteConnectionInput{
+		ConnectionId: aws.String(connectionID),
+	})
+	return classify(err)
+}
+
+// Info is what API Gateway knows about a live connection.
+type Info struct {
+	ConnectedAt  time.Time
+	LastActiveAt time.Time
+	SourceIP     string
+	UserAgent    string
+}
+
+// GetConnection describes a live connection, or returns ErrGone.
+func (c *Client) GetConnection(ctx context.Context, connectionID string) (Info, error) {
+	out, err := c.api.GetConnection(ctx, &apigatewaymanagementapi.GetConnectionInput{
+		ConnectionId: aws.String(connectionID),
+	})
+	if err != nil {
+		return Info{}, classify(err)
+	}
+	info := Info{
+		ConnectedAt:  aws.ToTime(out.ConnectedAt),
+		LastActiveAt: aws.ToTime(out.LastActiveAt),
+	}
+	if out.Identity != nil {
+		info.SourceIP = aws.ToString(out.Identity.SourceIp)
+		info.UserAgent = aws.ToString(out.Identity.UserAgent)
+	}
+	return info, nil
+}
+
+// classify wraps err with the sentinel for its kind, keeping the SDK error
+// (operation, status, request id) in the chain for logs. The typed errors
+// come from the x-amzn-ErrorType header; the status code is the fallback for
+// answers that carry none, such as a 502 from a load balancer.
+func classify(err error) error {
+	if err == nil {
+		return nil
+	}
+	var (
+		gone      *types.GoneException
+		limit     *types.LimitExceededException
+		tooLarge  *types.PayloadTooLargeException
+		forbidden *types.ForbiddenException
+		resp      *smithyhttp.ResponseError
+		send      *smithyhttp.RequestSendError
+	)
+	switch {
+	case errors.As(err, &gone):
+		return fmt.Errorf("%w: %w", ErrGone, err)
+	case errors.As(err, &limit):
+		return fmt.Errorf("%w: %w", ErrThrottled, err)
+	case errors.As(err, &tooLarge):
+		return fmt.Errorf("%w: %w", ErrTooLarge, err)
+	case errors.As(err, &forbidden):
+		return fmt.Errorf("%w: %w", ErrForbidden, err)
+	case errors.As(err, &resp) && resp.HTTPStatusCode() == http.StatusTooManyRequests:
+		return fmt.Errorf("%w: %w", ErrThrottled, err)
+	case errors.As(err, &resp) && resp.HTTPStatusCode() >= 500:
+		return fmt.Errorf("%w: %w", ErrServer, err)
+	case errors.As(err, &send):
+		return fmt.Errorf("%w: %w", ErrUnreachable, err)
+	}
+	return err
+}

@@ -1,0 +1,320 @@
+package apigw_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
+
+	"github.com/wsgateway/wsgateway/internal/apigw"
+)
+
+func testConfig() aws.Config {
+	return aws.Config{
+		Region:      "eu-west-1",
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDTEST", "secret", ""),
+	}
+}
+
+// request is what the fake management API saw.
+type request struct {
+	method, path, auth string
+	body               []byte
+}
+
+// recorder answers every request with status, errorType and body, the way
+// API Gateway does, and records what it received.
+type recorder struct {
+	status    int
+	errorType string
+	body      string
+
+	mu   sync.Mutex
+	seen []request
+}
+
+func (rec *recorder) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(r.Body)
+	rec.mu.Lock()
+	rec.seen = append(rec.seen, request{r.Method, r.URL.Path, r.Header.Get("Authorization"), body})
+	rec.mu.Unlock()
+	if rec.errorType != "" {
+		w.Header().Set("x-amzn-ErrorType", rec.errorType)
+	}
+	if rec.body != "" {
+		w.Header().Set("Content-Type", "application/json")
+	}
+	w.WriteHeader(rec.status)
+	io.WriteString(w, rec.body)
+}
+
+func (rec *recorder) requests() []request {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return append([]request(nil), rec.seen...)
+}
+
+func serve(t *testing.T, h http.Handler) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func TestPostToConnectionRequest(t *testing.T) {
+	t.Parallel()
+	// A real connection id: base64 with '=' padding, which the SDK escapes.
+	const id = "L0SM9cOFvHcCIhw="
+	data := []byte(`{"type":"message","data":"héllo \u2028 <b>"}` + "\x00")
+
+	tests := []struct {
+		name, basePath, wantPath string
+	}{
+		{"root endpoint (devstack)", "", "/@connections/" + id},
+		{"stage endpoint (AWS)", "/prod", "/prod/@connections/" + id},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &recorder{status: http.StatusOK}
+			srv := serve(t, rec)
+			c := apigw.New(testConfig(), srv.URL+tt.basePath)
+
+			if err := c.PostToConnection(t.Context(), id, data); err != nil {
+				t.Fatalf("PostToConnection: %v", err)
+			}
+			seen := rec.requests()
+			if len(seen) != 1 {
+				t.Fatalf("server saw %d requests, want 1", len(seen))
+			}
+			got := seen[0]
+			if got.method != http.MethodPost || got.path != tt.wantPath {
+				t.Errorf("request = %s %s, want POST %s", got.method, got.path, tt.wantPath)
+			}
+			if string(got.body) != string(data) {
+				t.Errorf("body = %q, want %q", got.body, data)
+			}
+			if !strings.HasPrefix(got.auth, "AWS4-HMAC-SHA256 Credential=AKIDTEST/") ||
+				!strings.Contains(got.auth, "/eu-west-1/execute-api/aws4_request") {
+				t.Errorf("Authorization = %q, want a SigV4 signature for execute-api in eu-west-1", got.auth)
+			}
+		})
+	}
+}
+
+func TestPostToConnectionErrors(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		status    int
+		errorType string
+		body      string
+		want      error // nil: success
+		wantOther bool  // an error that is none of the sentinels
+	}{
+		{"ok", 200, "", "", nil, false},
+		{"gone", 410, "GoneException", `{"message":null}`, apigw.ErrGone, false},
+		{"gone with AWS's error type suffix", 410, "GoneException:http://internal.amazon.com/coral/com.amazonaws.apigateway/", `{}`, apigw.ErrGone, false},
+		{"limit exceeded", 429, "LimitExceededException", `{"message":"Rate exceeded"}`, apigw.ErrThrottled, false},
+		{"429 without error type", 429, "", `{"message":"Too Many Requests"}`, apigw.ErrThrottled, false},
+		{"payload too large", 413, "PayloadTooLargeException", `{"message":"Message too long"}`, apigw.ErrTooLarge, false},
+		{"forbidden", 403, "ForbiddenException", `{"message":"Forbidden"}`, apigw.ErrForbidden, false},
+		{"internal error", 500, "InternalServerErrorException", `{"message":"Internal server error"}`, apigw.ErrServer, false},
+		{"bad gateway with an HTML body", 502, "", "<html>Bad Gateway</html>", apigw.ErrServer, false},
+		{"unavailable", 503, "ServiceUnavailableException", `{}`, apigw.ErrServer, false},
+		{"bad request", 400, "BadRequestException", `{"message":"Invalid connectionId"}`, nil, true},
+	}
+	sentinels := []error{apigw.ErrGone, apigw.ErrThrottled, apigw.ErrTooLarge, apigw.ErrForbidden, apigw.ErrServer, apigw.ErrUnreachable}
+
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &recorder{status: tt.status, errorType: tt.errorType, body: tt.body}
+			c := apigw.New(testConfig(), serve(t, rec).URL)
+
+			err := c.PostToConnection(t.Context(), "abc", []byte(`{}`))
+
+			switch {
+			case tt.want == nil && !tt.wantOther && err != nil:
+				t.Fatalf("err = %v, want nil", err)
+			case tt.want != nil && !errors.Is(err, tt.want):
+				t.Fatalf("err = %v, want errors.Is %v", err, tt.want)
+			case tt.wantOther && err == nil:
+				t.Fatal("err = nil, want an error")
+			}
+			for _, s := range sentinels {
+				if s != tt.want && errors.Is(err, s) {
+					t.Errorf("err = %v also matches %v", err, s)
+				}
+			}
+			// The SDK's own retries are off: the fan-out owns retrying.
+			if n := len(rec.requests()); n != 1 {
+				t.Errorf("server saw %d requests, want exactly 1 (no SDK retries)", n)
+			}
+		})
+	}
+}
+
+// The sentinel is added to the chain, not swapped in: the SDK's typed error
+// (and its request id) stays reachable for logs.
+func TestErrorKeepsSDKError(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{status: 410, errorType: "GoneException", body: `{}`}
+	c := apigw.New(testConfig(), serve(t, rec).URL)
+
+	err := c.PostToConnection(t.Context(), "abc", []byte(`{}`))
+	var gone *types.GoneException
+	if !errors.As(err, &gone) {
+		t.Fatalf("err = %v, want a *types.GoneException in the chain", err)
+	}
+}
+
+func TestPostToConnectionUnreachable(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewServer(http.NotFoundHandler())
+	url := srv.URL
+	srv.Close() // nothing listens there any more
+
+	err := apigw.New(testConfig(), url).PostToConnection(t.Context(), "abc", []byte(`{}`))
+	if !errors.Is(err, apigw.ErrUnreachable) {
+		t.Fatalf("err = %v, want ErrUnreachable", err)
+	}
+}
+
+func TestPostToConnectionContextDeadline(t *testing.T) {
+	t.Parallel()
+	release := make(chan struct{})
+	srv := serve(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select { // hang like a stuck connection until the client gives up
+		case <-r.Context().Done():
+		case <-release:
+		}
+	}))
+	defer close(release)
+
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	err := apigw.New(testConfig(), srv.URL).PostToConnection(ctx, "abc", []byte(`{}`))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want context.DeadlineExceeded", err)
+	}
+	if errors.Is(err, apigw.ErrUnreachable) {
+		t.Errorf("err = %v: a caller's deadline is not ErrUnreachable", err)
+	}
+}
+
+func TestDeleteConnection(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		status    int
+		errorType string
+		want      error
+	}{
+		{"closed", http.StatusNoContent, "", nil},
+		{"already gone", http.StatusGone, "GoneException", apigw.ErrGone},
+		{"forbidden", http.StatusForbidden, "ForbiddenException", apigw.ErrForbidden},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rec := &recorder{status: tt.status, errorType: tt.errorType}
+			if tt.errorType != "" {
+				rec.body = `{}`
+			}
+			c := apigw.New(testConfig(), serve(t, rec).URL+"/dev")
+
+			err := c.DeleteConnection(t.Context(), "conn-1")
+			if !errors.Is(err, tt.want) || (tt.want == nil && err != nil) {
+				t.Fatalf("err = %v, want %v", err, tt.want)
+			}
+			seen := rec.requests()
+			if len(seen) != 1 || seen[0].method != http.MethodDelete || seen[0].path != "/dev/@connections/conn-1" {
+				t.Errorf("requests = %+v, want one DELETE /dev/@connections/conn-1", seen)
+			}
+		})
+	}
+}
+
+func TestGetConnection(t *testing.T) {
+	t.Parallel()
+	rec := &recorder{
+		status: http.StatusOK,
+		body:   `{"connectedAt":"2025-03-01T10:00:00.000Z","identity":{"sourceIp":"203.0.113.7","userAgent":"Mozilla/5.0"},"lastActiveAt":"2025-03-01T10:05:30.000Z"}`,
+	}
+	c := apigw.New(testConfig(), serve(t, rec).URL)
+
+	got, err := c.GetConnection(t.Context(), "conn-1")
+	if err != nil {
+		t.Fatalf("GetConnection: %v", err)
+	}
+	want := apigw.Info{
+		ConnectedAt:  time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC),
+		LastActiveAt: time.Date(2025, 3, 1, 10, 5, 30, 0, time.UTC),
+		SourceIP:     "203.0.113.7",
+		UserAgent:    "Mozilla/5.0",
+	}
+	if !got.ConnectedAt.Equal(want.ConnectedAt) || !got.LastActiveAt.Equal(want.LastActiveAt) ||
+		got.SourceIP != want.SourceIP || got.UserAgent != want.UserAgent {
+		t.Errorf("GetConnection = %+v, want %+v", got, want)
+	}
+	if seen := rec.requests(); len(seen) != 1 || seen[0].method != http.MethodGet || seen[0].path != "/@connections/conn-1" {
+		t.Errorf("requests = %+v, want one GET /@connections/conn-1", seen)
+	}
+
+	rec2 := &recorder{status: http.StatusGone, errorType: "GoneException", body: `{}`}
+	if _, err := apigw.New(testConfig(), serve(t, rec2).URL).GetConnection(t.Context(), "conn-1"); !errors.Is(err, apigw.ErrGone) {
+		t.Errorf("GetConnection of a gone connection: err = %v, want ErrGone", err)
+	}
+}
+
+// Concurrent posts reuse kept-alive connections instead of dialing one per
+// call past the SDK default of 10 idle connections.
+func TestPostReusesConnections(t *testing.T) {
+	t.Parallel()
+	const parallel = 32
+	var dials atomic.Int32
+	srv := httptest.NewUnstartedServer(&recorder{status: http.StatusOK})
+	srv.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	srv.Start()
+	t.Cleanup(srv.Close)
+	c := apigw.New(testConfig(), srv.URL)
+
+	for round := range 3 {
+		var wg sync.WaitGroup
+		errs := make(chan error, parallel)
+		for i := range parallel {
+			wg.Go(func() {
+				errs <- c.PostToConnection(t.Context(), fmt.Sprint("c", round, i), []byte(`{}`))
+			})
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatalf("round %d: %v", round, err)
+			}
+		}
+	}
+	// Round one dials up to 32 connections; later rounds reuse them. With
+	// the SDK's default pool, each later round would dial ~22 more.
+	if n := dials.Load(); n > parallel {
+		t.Errorf("server accepted %d connections for 3 rounds of %d parallel posts, want at most %d", n, parallel, parallel)
+	}
+}
