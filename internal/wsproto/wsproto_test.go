@@ -1,0 +1,127 @@
+package wsproto
+
+import (
+	"encoding/json"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestValidateTopic(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"a", true},
+		{"orders.eu-west:1_x", true},
+		{"9lives", true},
+		{strings.Repeat("a", 128), true},
+		{strings.Repeat("a", 129), false},
+		{"", false},
+		{"-dash-first", false},
+		{".dot-first", false},
+		{"has space", false},
+		{"slash/inside", false},
+		{"star*", false},
+		{"ünïcode", false},
+		{"new\nline", false},
+	} {
+		err := ValidateTopic(tc.name)
+		if (err == nil) != tc.ok {
+			t.Errorf("ValidateTopic(%q) = %v, want ok=%v", tc.name, err, tc.ok)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidTopic) {
+			t.Errorf("ValidateTopic(%q) error %v does not wrap ErrInvalidTopic", tc.name, err)
+		}
+	}
+}
+
+func TestAction(t *testing.T) {
+	t.Parallel()
+	for body, want := range map[string]string{
+		`{"action":"subscribe","topics":["a"]}`: "subscribe",
+		`{"action":"ping"}`:                     "ping",
+		`{"action":7}`:                          "",
+		`{"topics":["a"]}`:                      "",
+		`["action"]`:                            "",
+		`not json`:                              "",
+		``:                                      "",
+		`"subscribe"`:                           "",
+	} {
+		if got := Action([]byte(body)); got != want {
+			t.Errorf("Action(%s) = %q, want %q", body, got, want)
+		}
+	}
+}
+
+func TestParseTopics(t *testing.T) {
+	t.Parallel()
+	many := make([]string, MaxTopicsPerRequest+1)
+	for i := range many {
+		many[i] = "t" + strings.Repeat("x", i%5)
+	}
+	manyJSON, _ := json.Marshal(map[string]any{"action": "subscribe", "topics": many})
+	for _, tc := range []struct {
+		name, body string
+		want       []string
+		code       string
+	}{
+		{"list", `{"action":"subscribe","topics":["a","b"]}`, []string{"a", "b"}, ""},
+		{"single", `{"action":"subscribe","topic":"a"}`, []string{"a"}, ""},
+		{"both, deduplicated", `{"action":"subscribe","topic":"a","topics":["b","a","b"]}`, []string{"a", "b"}, ""},
+		{"no topics", `{"action":"subscribe"}`, nil, CodeInvalidTopic},
+		{"empty list", `{"action":"subscribe","topics":[]}`, nil, CodeInvalidTopic},
+		{"one bad topic refuses all", `{"action":"subscribe","topics":["a","b c"]}`, nil, CodeInvalidTopic},
+		{"topics not a list", `{"action":"subscribe","topics":"a"}`, nil, CodeBadRequest},
+		{"not an object", `[1,2]`, nil, CodeBadRequest},
+		{"not JSON", `subscribe a`, nil, CodeBadRequest},
+		{"too many", string(manyJSON), nil, CodeLimitExceeded},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, err := ParseTopics([]byte(tc.body))
+			var fe *FrameError
+			switch {
+			case tc.code == "" && err != nil:
+				t.Fatalf("error %v, want %v", err, tc.want)
+			case tc.code != "" && (!errors.As(err, &fe) || fe.Code != tc.code || fe.Message == ""):
+				t.Fatalf("error %v, want a FrameError with code %s and a message", err, tc.code)
+			case !slices.Equal(got, tc.want):
+				t.Fatalf("topics %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestFrames(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		got  []byte
+		want string
+	}{
+		{Subscribed([]string{"a", "b"}), `{"type":"subscribed","topics":["a","b"]}`},
+		{Unsubscribed([]string{"a"}), `{"type":"unsubscribed","topics":["a"]}`},
+		{PongFrame(), `{"type":"pong"}`},
+		{Error(CodeForbidden, "no"), `{"type":"error","code":"forbidden","message":"no"}`},
+	} {
+		if string(tc.got) != tc.want {
+			t.Errorf("frame %s, want %s", tc.got, tc.want)
+		}
+	}
+}
+
+func TestEncodeMessage(t *testing.T) {
+	t.Parallel()
+	at := time.Date(2026, 11, 27, 12, 0, 0, 5, time.FixedZone("CET", 3600))
+	got, err := EncodeMessage(Message{Topic: "a", ID: "m1", Data: json.RawMessage(`{"x":[1,2]}`), Attributes: map[string]string{"k": "v"}, PublishTime: at})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"type":"message","topic":"a","id":"m1","data":{"x":[1,2]},"attributes":{"k":"v"},"publishTime":"2026-11-27T11:00:00.000000005Z"}`
+	if string(got) != want {
+		t.Errorf("EncodeMessage = %s\nwant            %s", got, want)
+	}
+}
