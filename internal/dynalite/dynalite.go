@@ -1,0 +1,215 @@
+// Package dynalite runs a real local DynamoDB (the npm package dynalite,
+// pinned in the repository's package.json) for tests.
+//
+// Tests talk to it through the real aws-sdk-go-v2 client, so the store's
+// requests, expressions and error handling are exercised end to end without
+// AWS. The server keeps its data in a LevelDB directory under the test's
+// temporary directory, so Restart simulates an outage, not data loss.
+package dynalite
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+)
+
+// startTimeout bounds how long a starting server may take to accept
+// connections; node loads dynalite in well under a second.
+const startTimeout = 15 * time.Second
+
+// Server is one running dynalite process.
+type Server struct {
+	tb      testing.TB
+	node    string // the node binary
+	cli     string // dynalite's cli.js
+	dataDir string
+	port    int
+
+	mu   sync.Mutex
+	proc *process // nil while stopped
+}
+
+// Start launches dynalite on a free loopback port and waits until it accepts
+// connections. The server is stopped when the test ends. Start fails the test
+// when node or the npm package is missing: these tests are not optional.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		tb.Fatalf("dynalite: node is not on PATH (%v): install Node.js 20+, then run `npm ci` at the repo root", err)
+	}
+	root, err := repoRoot()
+	if err != nil {
+		tb.Fatalf("dynalite: %v", err)
+	}
+	cli := filepath.Join(root, "node_modules", "dynalite", "cli.js")
+	if _, err := os.Stat(cli); err != nil {
+		tb.Fatalf("dynalite: %s is missing: run `npm ci` at the repo root (%s)", cli, root)
+	}
+	s := &Server{tb: tb, node: node, cli: cli, dataDir: tb.TempDir()}
+	tb.Cleanup(s.Stop)
+
+	// Another process may take the port between our probe and dynalite's
+	// bind; dynalite then exits at once and we try another port.
+	var errs []error
+	for range 3 {
+		s.port, err = freePort()
+		if err != nil {
+			tb.Fatalf("dynalite: %v", err)
+		}
+		if err = s.start(); err == nil {
+			return s
+		}
+		errs = append(errs, err)
+	}
+	tb.Fatalf("dynalite: %v", errors.Join(errs...))
+	return nil
+}
+
+// Endpoint is the base URL to give the SDK client (BaseEndpoint).
+func (s *Server) Endpoint() string {
+	return "http://" + s.addr()
+}
+
+// Stop kills the server. It is idempotent; Restart brings it back.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		s.proc.kill()
+		s.proc = nil
+	}
+}
+
+// Restart stops the server if it runs and starts it again on the same port
+// with the same data. Call it from the test's goroutine.
+func (s *Server) Restart() {
+	s.tb.Helper()
+	s.Stop()
+	if err := s.start(); err != nil {
+		s.tb.Fatalf("dynalite: restart: %v", err)
+	}
+}
+
+func (s *Server) addr() string {
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
+}
+
+func (s *Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cmd := exec.Command(s.node, s.cli,
+		"--host", "127.0.0.1",
+		"--port", strconv.Itoa(s.port),
+		"--path", s.dataDir,
+		// Tables are ACTIVE at once, so tests need not wait for them.
+		"--createTableMs", "0", "--deleteTableMs", "0", "--updateTableMs", "0",
+	)
+	p, err := startProcess(cmd)
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(startTimeout)
+	for {
+		conn, err := net.DialTimeout("tcp", s.addr(), time.Second)
+		if err == nil {
+			conn.Close()
+			s.proc = p
+			return nil
+		}
+		select {
+		case <-p.exited:
+			return fmt.Errorf("exited before listening on %s: %v\n%s", s.addr(), p.waitErr, p.output.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			p.kill()
+			return fmt.Errorf("not listening on %s after %v\n%s", s.addr(), startTimeout, p.output.String())
+		}
+	}
+}
+
+// process is a started dynalite and what it printed, for failure messages.
+type process struct {
+	cmd     *exec.Cmd
+	output  *syncBuffer
+	exited  chan struct{}
+	waitErr error // valid once exited is closed
+}
+
+func startProcess(cmd *exec.Cmd) (*process, error) {
+	p := &process{cmd: cmd, output: new(syncBuffer), exited: make(chan struct{})}
+	cmd.Stdout = p.output
+	cmd.Stderr = p.output
+	setProcAttr(cmd)
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", cmd, err)
+	}
+	go func() {
+		p.waitErr = cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+// kill ends the process (and its group) and waits until it is gone, so the
+// port is free for a restart.
+func (p *process) kill() {
+	killGroup(p.cmd)
+	<-p.exited
+}
+
+// syncBuffer collects output written by exec's copying goroutine while the
+// harness may read it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// repoRoot walks up from the working directory (a package directory under
+// go test) to the directory holding go.mod, where node_modules lives.
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory: cannot find the repo root")
+		}
+		dir = parent
+	}
+}
