@@ -1,6 +1,7 @@
 package config
 
 import (
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -13,7 +14,7 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{WSAddr: "127.0.0.1:8080", GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8081", TableName: "wsgateway", Region: "us-east-1"}
-	if !equal(c, want) {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load(empty) = %+v, want %+v", c, want)
 	}
 	if c.RequireAPIGW() == nil {
@@ -69,10 +70,4 @@ func TestUsageListsEverySetting(t *testing.T) {
 			t.Errorf("usage misses %s", s.Name)
 		}
 	}
-}
-
-func equal(a, b Config) bool {
-	return a.WSAddr == b.WSAddr && a.GRPCAddr == b.GRPCAddr && a.HTTPAddr == b.HTTPAddr && a.TableName == b.TableName &&
-		a.DynamoDBEndpoint == b.DynamoDBEndpoint && a.APIGWEndpoint == b.APIGWEndpoint && a.Region == b.Region &&
-		slices.Equal(a.APIKeys, b.APIKeys) && a.ConnectTokenSecret == b.ConnectTokenSecret
 }
