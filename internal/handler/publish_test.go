@@ -1,0 +1,253 @@
+package handler
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/events"
+
+	"github.com/wsgateway/wsgateway/internal/fanout"
+	"github.com/wsgateway/wsgateway/internal/store"
+	"github.com/wsgateway/wsgateway/internal/wsproto"
+)
+
+// fakeFanout refuses what the fan-out refuses (invalid topics), fails topics
+// starting with "down" as a store outage does, and records every message.
+type fakeFanout struct {
+	mu        sync.Mutex
+	published []fanout.Message
+}
+
+func (f *fakeFanout) Publish(_ context.Context, m fanout.Message) (fanout.Result, error) {
+	f.mu.Lock()
+	f.published = append(f.published, m)
+	f.mu.Unlock()
+	if err := wsproto.ValidateTopic(m.Topic); err != nil {
+		return fanout.Result{}, fmt.Errorf("%w: %v", fanout.ErrInvalid, err)
+	}
+	if strings.HasPrefix(m.Topic, "down") {
+		return fanout.Result{}, fmt.Errorf("query subscribers: %w", store.ErrUnavailable)
+	}
+	return fanout.Result{MessageID: "id-" + m.Topic, Delivered: 2, Gone: 1}, nil
+}
+
+func (f *fakeFanout) topics() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, m := range f.published {
+		out = append(out, m.Topic)
+	}
+	return out
+}
+
+type sqsRecord struct{ id, body string }
+
+// sqsEvent builds an event as Lambda's SQS event source mapping delivers it
+// (aws-lambda-go's events/testdata/sqs-event.json).
+func sqsEvent(t *testing.T, queueARN string, records ...sqsRecord) json.RawMessage {
+	t.Helper()
+	var rs []string
+	for _, r := range records {
+		body, _ := json.Marshal(r.body)
+		rs = append(rs, fmt.Sprintf(`{
+      "messageId": %q,
+      "receiptHandle": "MessageReceiptHandle",
+      "body": %s,
+      "md5OfBody": "fce0ea8dd236ccb3ed9b37dae260836f",
+      "eventSourceARN": %q,
+      "eventSource": "aws:sqs",
+      "awsRegion": "us-west-2",
+      "attributes": {
+        "ApproximateReceiveCount": "1",
+        "SentTimestamp": "1520621625029",
+        "SenderId": "AROAIWPX5BD2BHG722MW4:sender",
+        "ApproximateFirstReceiveTimestamp": "1520621634884"
+      },
+      "messageAttributes": {}
+    }`, r.id, body, queueARN))
+	}
+	return json.RawMessage(`{"Records": [` + strings.Join(rs, ",") + `]}`)
+}
+
+const (
+	queueARN     = "arn:aws:sqs:us-west-2:123456789012:publish"
+	fifoQueueARN = "arn:aws:sqs:us-west-2:123456789012:publish.fifo"
+)
+
+func TestPublishDirect(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name          string
+		payload       string
+		want          PublishResponse
+		wantErr       error
+		wantPublished []string
+	}{
+		{
+			name:          "publishes",
+			payload:       `{"topic":"orders.1","data":{"id":1,"total":"9.50"},"attributes":{"kind":"created"}}`,
+			want:          PublishResponse{MessageID: "id-orders.1", Delivered: 2, Gone: 1},
+			wantPublished: []string{"orders.1"},
+		},
+		{name: "not JSON", payload: `topic=a`, wantErr: fanout.ErrInvalid},
+		{name: "not an object", payload: `"orders.1"`, wantErr: fanout.ErrInvalid},
+		{name: "misspelt field", payload: `{"topic":"a","data":1,"attributs":{"k":"v"}}`, wantErr: fanout.ErrInvalid},
+		{name: "attributes not strings", payload: `{"topic":"a","data":1,"attributes":{"k":1}}`, wantErr: fanout.ErrInvalid},
+		{name: "refused by the fan-out", payload: `{"topic":"bad topic","data":1}`, wantErr: fanout.ErrInvalid, wantPublished: []string{"bad topic"}},
+		{name: "store unavailable", payload: `{"topic":"down.1","data":1}`, wantErr: store.ErrUnavailable, wantPublished: []string{"down.1"}},
+		{
+			name:    "records of another event source",
+			payload: `{"Records":[{"EventSource":"aws:sns","Sns":{"Message":"{\"topic\":\"a\",\"data\":1}"}}]}`,
+			wantErr: fanout.ErrInvalid,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := &fakeFanout{}
+			got, err := NewPublish(f, discard()).Handle(context.Background(), json.RawMessage(tt.payload))
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if err == nil && got != tt.want {
+				t.Errorf("response = %#v, want %#v", got, tt.want)
+			}
+			if topics := f.topics(); !slices.Equal(topics, tt.wantPublished) {
+				t.Errorf("published %q, want %q", topics, tt.wantPublished)
+			}
+		})
+	}
+}
+
+// The invoker reads the response as JSON, and the fan-out gets the message
+// exactly as sent.
+func TestPublishDirectWire(t *testing.T) {
+	t.Parallel()
+	f := &fakeFanout{}
+	payload := `{"topic":"orders.1","data":{"id": 1, "total": "9.50"},"attributes":{"kind":"created"}}`
+	got, err := NewPublish(f, discard()).Handle(context.Background(), json.RawMessage(payload))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"messageId":"id-orders.1","delivered":2,"gone":1,"failed":0}`; string(b) != want {
+		t.Errorf("response JSON %s, want %s", b, want)
+	}
+	m := f.published[0]
+	if string(m.Data) != `{"id": 1, "total": "9.50"}` || m.Attributes["kind"] != "created" || len(m.Attributes) != 1 {
+		t.Errorf("published %+v (data %s), want the request's data and attributes", m, m.Data)
+	}
+}
+
+func TestPublishSQS(t *testing.T) {
+	t.Parallel()
+	good := func(topic string) string { return `{"topic":"` + topic + `","data":{"n":1}}` }
+	tests := []struct {
+		name          string
+		event         json.RawMessage
+		wantRetry     []string
+		wantPublished []string
+	}{
+		{
+			name: "retries only what may succeed later",
+			event: sqsEvent(t, queueARN,
+				sqsRecord{"m1", good("orders.1")},
+				sqsRecord{"m2", `not json`},
+				sqsRecord{"m3", `{"topic":"a","data":1,"extra":true}`},
+				sqsRecord{"m4", good("down.1")},
+				sqsRecord{"m5", good("news")},
+				sqsRecord{"m6", good("bad topic")},
+				sqsRecord{"m7", good("down.2")},
+				sqsRecord{"m8", good("news") + ` {}`},
+			),
+			wantRetry:     []string{"m4", "m7"},
+			wantPublished: []string{"orders.1", "down.1", "news", "bad topic", "down.2"},
+		},
+		{
+			name: "FIFO: nothing overtakes a retried record",
+			event: sqsEvent(t, fifoQueueARN,
+				sqsRecord{"m1", good("orders.1")},
+				sqsRecord{"m2", `not json`},
+				sqsRecord{"m3", good("down.1")},
+				sqsRecord{"m4", good("news")},
+				sqsRecord{"m5", `not json`},
+			),
+			wantRetry:     []string{"m3", "m4", "m5"},
+			wantPublished: []string{"orders.1", "down.1"},
+		},
+		{
+			name:          "all good",
+			event:         sqsEvent(t, queueARN, sqsRecord{"m1", good("a")}, sqsRecord{"m2", good("b")}),
+			wantPublished: []string{"a", "b"},
+		},
+		{name: "no records", event: json.RawMessage(`{"Records":[]}`)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := &fakeFanout{}
+			got, err := NewPublish(f, discard()).Handle(context.Background(), tt.event)
+			if err != nil {
+				t.Fatalf("err = %v, want a batch response", err)
+			}
+			resp, ok := got.(events.SQSEventResponse)
+			if !ok {
+				t.Fatalf("response is %T, want events.SQSEventResponse", got)
+			}
+			var retry []string
+			for _, f := range resp.BatchItemFailures {
+				retry = append(retry, f.ItemIdentifier)
+			}
+			if !slices.Equal(retry, tt.wantRetry) {
+				t.Errorf("batch item failures %q, want %q", retry, tt.wantRetry)
+			}
+			if topics := f.topics(); !slices.Equal(topics, tt.wantPublished) {
+				t.Errorf("published %q, want %q", topics, tt.wantPublished)
+			}
+			// Lambda reads a null list as "all succeeded" too, but an
+			// explicit empty list leaves no doubt.
+			if b, _ := json.Marshal(resp); len(tt.wantRetry) == 0 && string(b) != `{"batchItemFailures":[]}` {
+				t.Errorf("response JSON %s, want an empty list", b)
+			}
+		})
+	}
+}
+
+// Logs say what happened to which message, never what the message said.
+func TestPublishLogsNoPayload(t *testing.T) {
+	t.Parallel()
+	var logs bytes.Buffer
+	p := NewPublish(&fakeFanout{}, slog.New(slog.NewJSONHandler(&logs, nil)))
+	secret := `{"topic":"orders.1","data":{"card":"s3cr3t"}}`
+	if _, err := p.Handle(context.Background(), json.RawMessage(secret)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Handle(context.Background(), sqsEvent(t, queueARN,
+		sqsRecord{"m1", secret},
+		sqsRecord{"m2", `{"topic":"down.1","data":"s3cr3t"}`},
+		sqsRecord{"m3", `{"topic":"a","data":"s3cr3t","oops":1}`},
+	)); err != nil {
+		t.Fatal(err)
+	}
+	out := logs.String()
+	if strings.Contains(out, "s3cr3t") {
+		t.Errorf("logs contain message data:\n%s", out)
+	}
+	for _, want := range []string{`"topic":"orders.1"`, `"messageId":"id-orders.1"`, `"sqsMessageId":"m2"`, `"sqsMessageId":"m3"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("logs lack %s:\n%s", want, out)
+		}
+	}
+}
