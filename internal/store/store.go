@@ -26,8 +26,12 @@ var (
 	// ErrUnavailable: the backing service could not be reached or refused
 	// the request; the caller may retry later.
 	ErrUnavailable = errors.New("store unavailable")
-	// ErrInvalidPageToken: a page token that this store did not issue.
+	// ErrInvalidPageToken: a page token that this store did not issue for
+	// this topic.
 	ErrInvalidPageToken = errors.New("invalid page token")
+	// ErrInvalidArgument: an empty connection id or topic, or a page limit
+	// below 1. Nothing was written.
+	ErrInvalidArgument = errors.New("invalid argument")
 )
 
 // Connection is one open WebSocket connection.

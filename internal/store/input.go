@@ -1,0 +1,53 @@
+package store
+
+import (
+	"fmt"
+	"slices"
+)
+
+// maxKeyLen keeps connection ids and topics well inside DynamoDB's key size
+// limits (1024 bytes for a sort key), so both stores accept the same input.
+const maxKeyLen = 512
+
+func checkConnectionID(id string) error {
+	switch {
+	case id == "":
+		return fmt.Errorf("%w: empty connection id", ErrInvalidArgument)
+	case len(id) > maxKeyLen:
+		return fmt.Errorf("%w: connection id longer than %d bytes", ErrInvalidArgument, maxKeyLen)
+	}
+	return nil
+}
+
+func checkTopic(topic string) error {
+	switch {
+	case topic == "":
+		return fmt.Errorf("%w: empty topic", ErrInvalidArgument)
+	case len(topic) > maxKeyLen:
+		return fmt.Errorf("%w: topic longer than %d bytes", ErrInvalidArgument, maxKeyLen)
+	}
+	return nil
+}
+
+// checkTopics validates every topic before anything is written, so a bad
+// one stores nothing, and drops duplicates.
+func checkTopics(connectionID string, topics []string) ([]string, error) {
+	if err := checkConnectionID(connectionID); err != nil {
+		return nil, err
+	}
+	for _, t := range topics {
+		if err := checkTopic(t); err != nil {
+			return nil, err
+		}
+	}
+	topics = slices.Clone(topics)
+	slices.Sort(topics)
+	return slices.Compact(topics), nil
+}
+
+func checkLimit(limit int) error {
+	if limit < 1 {
+		return fmt.Errorf("%w: limit %d, want at least 1", ErrInvalidArgument, limit)
+	}
+	return nil
+}
