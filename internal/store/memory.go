@@ -16,7 +16,7 @@ type Memory struct {
 
 	mu     sync.RWMutex
 	conns  map[string]memConnection
-	topics map[string][]memSubscription  // topic → subscriptions ordered by connection id
+	topics map[string][]memSubscription   // topic → subscriptions ordered by connection id
 	byConn map[string]map[string]struct{} // connection id → its topics
 }
 

@@ -203,7 +203,7 @@ func testOverlappingTopics(t *testing.T, s store.Store, _ *Clock) {
 	wantSubscribers(t, s, "p", "c1")
 	wantSubscribers(t, s, "p.q", "c1", "c2")
 	wantSubscribers(t, s, "p.q.r", "c", "c2")
-	wantSubscribers(t, s, "p.", /* none */)
+	wantSubscribers(t, s, "p." /* none */)
 	wantTopics(t, s, "c1", "p", "p.q")
 	wantTopics(t, s, "c2", "p.q", "p.q.r")
 	wantTopics(t, s, "c", "p.q.r")
