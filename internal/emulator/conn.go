@@ -1,0 +1,310 @@
+package emulator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/coder/websocket"
+
+	"github.com/wsgateway/wsgateway/internal/wsproto"
+)
+
+// conn is one client connection. Its read loop runs on the goroutine
+// net/http gave the upgrade request; coder/websocket serializes writes.
+type conn struct {
+	id          string
+	connectedAt time.Time
+	domainName  string // the request's Host, as API Gateway reports it
+	sourceIP    string
+	userAgent   string
+
+	ready chan struct{}   // closed once the handshake has ended
+	ws    *websocket.Conn // set before ready is closed; nil if the handshake failed
+
+	lastActive atomic.Int64 // unix nanoseconds of the last frame either way
+	timer      *time.Timer  // enforces the idle timeout and maximum duration
+	closing    atomic.Pointer[closeStatus]
+	dropped    atomic.Bool
+}
+
+// closeStatus is why the server closed a connection, reported to
+// $disconnect as disconnectStatusCode and disconnectReason.
+type closeStatus struct {
+	code   websocket.StatusCode
+	reason string
+}
+
+// accepted waits for the handshake and reports whether it succeeded.
+func (c *conn) accepted() bool {
+	<-c.ready
+	return c.ws != nil
+}
+
+func (c *conn) touch() { c.lastActive.Store(time.Now().UnixNano()) }
+
+// upgrade runs $connect and, if it accepts, the connection.
+func (e *Emulator) upgrade(w http.ResponseWriter, r *http.Request) {
+	// A plain GET (a browser tab, a probe) must not reach $connect.
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		http.Error(w, "this is a WebSocket endpoint: connect with ws://", http.StatusUpgradeRequired)
+		return
+	}
+	now := time.Now()
+	c := &conn{
+		id:          newID(),
+		connectedAt: now,
+		domainName:  r.Host,
+		sourceIP:    sourceIP(r),
+		userAgent:   r.UserAgent(),
+		ready:       make(chan struct{}),
+	}
+	c.touch()
+
+	// API Gateway holds the upgrade until $connect answers: an error or a
+	// non-2xx status refuses the connection, and no $disconnect follows.
+	if h := e.routes[RouteConnect]; h != nil {
+		resp, err := e.invoke(h, e.connectEvent(c, r, now))
+		if status := connectRefusal(resp, err); status != 0 {
+			e.log.Info("$connect refused the connection", "connection_id", c.id, "status", status, "error", err)
+			http.Error(w, http.StatusText(status), status)
+			return
+		}
+		// E.g. Sec-WebSocket-Protocol, which API Gateway takes from the
+		// $connect response.
+		for k, v := range resp.Headers {
+			w.Header().Set(k, v)
+		}
+	}
+
+	// Registered before the handshake so that a management call racing a
+	// fresh connection waits for it instead of getting 410.
+	if !e.register(c) {
+		close(c.ready)
+		http.Error(w, "the emulator is shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	// API Gateway checks no Origin and negotiates no compression.
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	c.ws = ws
+	close(c.ready)
+	if err != nil {
+		// $connect was told the client connected, so it hears it left.
+		e.log.Warn("WebSocket handshake failed after $connect", "connection_id", c.id, "error", err)
+		e.finish(c, closeStatus{websocket.StatusAbnormalClosure, "handshake failed"})
+		return
+	}
+	e.log.Debug("connected", "connection_id", c.id, "source_ip", c.sourceIP)
+	e.serve(c)
+}
+
+// connectRefusal returns the status that refuses the upgrade, or 0 to
+// accept it.
+func connectRefusal(resp events.APIGatewayProxyResponse, err error) int {
+	switch {
+	case err != nil:
+		return http.StatusInternalServerError
+	case resp.StatusCode == 0:
+		// No status is a malformed proxy response to API Gateway.
+		return http.StatusBadGateway
+	case resp.StatusCode < 200 || resp.StatusCode > 299:
+		return resp.StatusCode
+	}
+	return 0
+}
+
+func sourceIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+// serve reads the client's frames in order until the connection ends, then
+// fires $disconnect.
+func (e *Emulator) serve(c *conn) {
+	c.ws.SetReadLimit(maxFrameBytes)
+	// Created idle and armed after the assignment, so that expire always
+	// sees c.timer (Reset orders the two for the race detector too).
+	c.timer = time.AfterFunc(math.MaxInt64, func() { e.expire(c) })
+	c.timer.Reset(min(e.idleTimeout, e.maxDuration))
+	defer c.timer.Stop()
+
+	for {
+		// A context without Done keeps coder/websocket from arming a
+		// watchdog per read; closing the socket is what ends a read.
+		_, body, err := c.ws.Read(context.Background())
+		if err != nil {
+			if errors.Is(err, websocket.ErrMessageTooBig) {
+				// The library has sent 1009; finish the handshake.
+				e.closeConn(c, websocket.StatusMessageTooBig, "Message too big")
+			}
+			e.finish(c, disconnectStatus(c, err))
+			return
+		}
+		c.touch()
+		e.dispatch(c, body)
+	}
+}
+
+// disconnectStatus prefers the reason the server closed for, then the
+// client's close frame; a connection that just ended is 1006.
+func disconnectStatus(c *conn, err error) closeStatus {
+	if s := c.closing.Load(); s != nil {
+		return *s
+	}
+	var ce websocket.CloseError
+	if errors.As(err, &ce) {
+		return closeStatus{ce.Code, ce.Reason}
+	}
+	return closeStatus{websocket.StatusAbnormalClosure, ""}
+}
+
+// expire closes c once it has been idle for the idle timeout or open for
+// the maximum duration, and otherwise re-arms for whichever comes first.
+func (e *Emulator) expire(c *conn) {
+	now := time.Now()
+	deadline := min(
+		time.Unix(0, c.lastActive.Load()).Add(e.idleTimeout).UnixNano(),
+		c.connectedAt.Add(e.maxDuration).UnixNano(),
+	)
+	if wait := time.Duration(deadline - now.UnixNano()); wait > 0 {
+		c.timer.Reset(wait)
+		return
+	}
+	e.log.Debug("connection expired", "connection_id", c.id)
+	e.closeConn(c, websocket.StatusGoingAway, "Going away")
+}
+
+// closeConn closes c from the server side with code and reason; the read
+// loop then ends and reports them to $disconnect. It blocks for the close
+// handshake (at most a few seconds).
+func (e *Emulator) closeConn(c *conn, code websocket.StatusCode, reason string) {
+	e.remove(c)
+	if c.closing.CompareAndSwap(nil, &closeStatus{code, reason}) {
+		_ = c.ws.Close(code, reason)
+	}
+}
+
+// finish is the end of every registered connection: it fires $disconnect
+// exactly once, unless the connection was dropped.
+func (e *Emulator) finish(c *conn, status closeStatus) {
+	defer e.live.Done()
+	e.remove(c)
+	if c.ws != nil {
+		_ = c.ws.CloseNow()
+	}
+	e.log.Debug("disconnected", "connection_id", c.id, "code", int(status.code), "reason", status.reason, "dropped", c.dropped.Load())
+	if c.dropped.Load() {
+		return
+	}
+	h := e.routes[RouteDisconnect]
+	if h == nil {
+		return
+	}
+	if _, err := e.invoke(h, e.disconnectEvent(c, status)); err != nil {
+		e.log.Error("$disconnect handler failed", "connection_id", c.id, "error", err)
+	}
+}
+
+// dispatch routes one client frame like API Gateway's
+// $request.body.action and sends the route's reply, if any, back.
+func (e *Emulator) dispatch(c *conn, body []byte) {
+	key := e.route(body)
+	var reply []byte
+	if mock, ok := e.mocks[key]; ok {
+		reply = []byte(mock)
+	} else {
+		req := e.messageEvent(c, key, body)
+		reply = e.call(c, key, req)
+	}
+	if len(reply) == 0 {
+		return
+	}
+	if err := e.send(c, reply); err != nil {
+		e.log.Debug("route reply not delivered", "connection_id", c.id, "route", key, "error", err)
+	}
+}
+
+// route returns the key of the route that takes body: the route named by
+// its action, else $default.
+func (e *Emulator) route(body []byte) string {
+	key := wsproto.Action(body)
+	// Messages cannot select $connect or $disconnect.
+	if key == "" || strings.HasPrefix(key, "$") {
+		return RouteDefault
+	}
+	if _, ok := e.routes[key]; ok {
+		return key
+	}
+	if _, ok := e.mocks[key]; ok {
+		return key
+	}
+	return RouteDefault
+}
+
+// call invokes the route's handler and returns what API Gateway would send
+// the client: the response body, or API Gateway's own error frame.
+func (e *Emulator) call(c *conn, key string, req events.APIGatewayWebsocketProxyRequest) []byte {
+	reqID := req.RequestContext.RequestID
+	h, ok := e.routes[key]
+	if !ok {
+		return gatewayError("Forbidden", c.id, reqID)
+	}
+	resp, err := e.invoke(h, req)
+	if err != nil {
+		e.log.Error("route handler failed", "route", key, "connection_id", c.id, "request_id", reqID, "error", err)
+		return gatewayError("Internal server error", c.id, reqID)
+	}
+	return []byte(resp.Body)
+}
+
+// gatewayError is the frame API Gateway itself sends when a message has no
+// route or its integration fails.
+func gatewayError(message, connectionID, requestID string) []byte {
+	b, _ := json.Marshal(struct {
+		Message      string `json:"message"`
+		ConnectionID string `json:"connectionId"`
+		RequestID    string `json:"requestId"`
+	}{message, connectionID, requestID})
+	return b
+}
+
+// invoke calls h as the Lambda runtime would: with a deadline, and with a
+// panic turned into an error.
+func (e *Emulator) invoke(h Handler, req events.APIGatewayWebsocketProxyRequest) (resp events.APIGatewayProxyResponse, err error) {
+	ctx, cancel := context.WithTimeout(context.Background(), integrationTimeout)
+	defer cancel()
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("%s handler panicked: %v", req.RequestContext.RouteKey, p)
+		}
+	}()
+	return h(ctx, req)
+}
+
+// send writes p to c as one text frame within the write timeout. A socket
+// that fails or misses the deadline is closed and treated as gone, as API
+// Gateway would once it gave up on the client.
+func (e *Emulator) send(c *conn, p []byte) error {
+	ctx, cancel := context.WithTimeout(context.Background(), e.writeTimeout)
+	err := c.ws.Write(ctx, websocket.MessageText, p)
+	cancel()
+	if err != nil {
+		e.remove(c)
+		_ = c.ws.CloseNow() // the read loop ends and reports 1006
+
+		return fmt.Errorf("write to %s: %w", c.id, err)
+	}
+	c.touch()
+	return nil
+}

@@ -1,0 +1,218 @@
+// Package emulator is a local stand-in for an AWS API Gateway WebSocket API.
+//
+// It accepts WebSocket connections, calls Lambda handler funcs in-process
+// with the events API Gateway would send them, and serves the @connections
+// management API on the same listener, so that the same handlers and the
+// real apigatewaymanagementapi client work against it unchanged. It keeps
+// API Gateway's limits (frame and payload sizes, idle timeout, maximum
+// connection duration) and its quirks: $connect runs before the upgrade
+// completes, and $disconnect is best effort (see Drop).
+//
+// Only the devstack and tests use it; product code reaches it over HTTP.
+package emulator
+
+import (
+	"cmp"
+	"context"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/coder/websocket"
+)
+
+// Handler is a Lambda handler for a WebSocket route, called in-process.
+type Handler func(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error)
+
+// Reserved route keys.
+const (
+	RouteConnect    = "$connect"
+	RouteDisconnect = "$disconnect"
+	RouteDefault    = "$default"
+)
+
+// API Gateway's limits (REFERENCE.md, "API Gateway WebSocket APIs").
+const (
+	maxFrameBytes   = 32 << 10  // larger client frames close the socket with 1009
+	maxPayloadBytes = 128 << 10 // larger management POSTs get 413
+
+	defaultIdleTimeout           = 10 * time.Minute
+	defaultMaxConnectionDuration = 2 * time.Hour
+	defaultWriteTimeout          = 5 * time.Second
+
+	// integrationTimeout is API Gateway's maximum: a handler's context
+	// carries this deadline, as a Lambda's would.
+	integrationTimeout = 29 * time.Second
+)
+
+// Config describes the emulated API.
+type Config struct {
+	// Routes maps route keys ("$connect", "$disconnect", "$default",
+	// "subscribe", ...) to handlers.
+	Routes map[string]Handler
+	// MockRoutes maps route keys to a fixed reply, like a MOCK integration
+	// with a route response: answered without calling any handler.
+	MockRoutes map[string]string
+	// Stage, when set, serves the API at /{stage} and the management API
+	// at /{stage}/@connections/{id}; otherwise both hang off /.
+	Stage string
+	// APIID is requestContext.apiId in events; "local" when empty.
+	APIID string
+	// IdleTimeout and MaxConnectionDuration default to AWS's 10 minutes and
+	// 2 hours.
+	IdleTimeout, MaxConnectionDuration time.Duration
+	// WriteTimeout bounds one frame write to a socket (5 s when zero), so a
+	// slow client cannot hold up anyone else; a socket that misses it is
+	// treated as gone.
+	WriteTimeout time.Duration
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Emulator serves the WebSocket API and its management API; it is an
+// http.Handler for a single listener.
+type Emulator struct {
+	routes       map[string]Handler
+	mocks        map[string]string
+	stage        string
+	prefix       string // "" or "/{stage}"
+	apiID        string
+	idleTimeout  time.Duration
+	maxDuration  time.Duration
+	writeTimeout time.Duration
+	log          *slog.Logger
+
+	mu     sync.RWMutex
+	conns  map[string]*conn
+	closed bool
+	live   sync.WaitGroup // one per registered connection, done after its $disconnect
+}
+
+// New returns an emulator for cfg. The route maps are copied.
+func New(cfg Config) *Emulator {
+	e := &Emulator{
+		routes:       maps.Clone(cfg.Routes),
+		mocks:        maps.Clone(cfg.MockRoutes),
+		stage:        cfg.Stage,
+		apiID:        cmp.Or(cfg.APIID, "local"),
+		idleTimeout:  cmp.Or(cfg.IdleTimeout, defaultIdleTimeout),
+		maxDuration:  cmp.Or(cfg.MaxConnectionDuration, defaultMaxConnectionDuration),
+		writeTimeout: cmp.Or(cfg.WriteTimeout, defaultWriteTimeout),
+		log:          cfg.Logger,
+		conns:        make(map[string]*conn),
+	}
+	if e.stage != "" {
+		e.prefix = "/" + e.stage
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	return e
+}
+
+// ServeHTTP upgrades WebSocket requests on / (or /{stage}) and serves the
+// management API on /@connections/{id} (or /{stage}/@connections/{id}).
+func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// URL.Path is unescaped, so an id the SDK sent as "abc%3D" reads
+	// "abc=", and .NET's "%40connections" reads "@connections". The id is
+	// the rest of the path.
+	rest, ok := strings.CutPrefix(r.URL.Path, e.prefix)
+	if !ok {
+		e.notFound(w, r)
+		return
+	}
+	if rest == "" || rest == "/" {
+		e.upgrade(w, r)
+		return
+	}
+	if id, ok := strings.CutPrefix(rest, "/@connections/"); ok && id != "" {
+		e.manage(w, r, id)
+		return
+	}
+	e.notFound(w, r)
+}
+
+func (e *Emulator) notFound(w http.ResponseWriter, r *http.Request) {
+	writeAPIError(w, http.StatusNotFound, "NotFoundException",
+		"no route for "+r.URL.Path+": the WebSocket API is at "+e.prefix+"/ and connections at "+e.prefix+"/@connections/{id}")
+}
+
+// ConnectionIDs returns the ids of the open connections, sorted.
+func (e *Emulator) ConnectionIDs() []string {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return slices.Sorted(maps.Keys(e.conns))
+}
+
+// Drop makes a connection vanish without $disconnect, as happens on AWS
+// where $disconnect is best effort: the socket is cut without a close frame
+// and later management calls get 410. It reports whether id was open.
+func (e *Emulator) Drop(id string) bool {
+	c := e.lookup(id)
+	if c == nil {
+		return false
+	}
+	c.dropped.Store(true)
+	e.remove(c)
+	_ = c.ws.CloseNow()
+	return true
+}
+
+// Close closes every connection with 1001 Going Away, waits for their
+// $disconnect handlers, and refuses new connections from then on.
+func (e *Emulator) Close() {
+	e.mu.Lock()
+	e.closed = true
+	conns := slices.Collect(maps.Values(e.conns))
+	e.mu.Unlock()
+
+	for _, c := range conns {
+		// Each close waits for its peer's close frame: in parallel, so
+		// shutdown takes one round trip (or one timeout), not one per socket.
+		go func() {
+			if c.accepted() {
+				e.closeConn(c, websocket.StatusGoingAway, "Going away")
+			}
+		}()
+	}
+	e.live.Wait()
+}
+
+// register makes c visible to the management API; false after Close.
+func (e *Emulator) register(c *conn) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return false
+	}
+	e.conns[c.id] = c
+	e.live.Add(1)
+	return true
+}
+
+// remove unregisters c, after which management calls for it get 410.
+func (e *Emulator) remove(c *conn) {
+	e.mu.Lock()
+	if e.conns[c.id] == c {
+		delete(e.conns, c.id)
+	}
+	e.mu.Unlock()
+}
+
+// lookup returns the open connection id, or nil. A connection still in its
+// handshake is waited for, so a client that has just connected can be
+// posted to at once.
+func (e *Emulator) lookup(id string) *conn {
+	e.mu.RLock()
+	c := e.conns[id]
+	e.mu.RUnlock()
+	if c == nil || !c.accepted() {
+		return nil
+	}
+	return c
+}
