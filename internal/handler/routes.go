@@ -70,7 +70,7 @@ func (r *Routes) Connect(ctx context.Context, req events.APIGatewayWebsocketProx
 	if rc.ConnectionID == "" {
 		return status(http.StatusBadRequest), errNoConnectionID
 	}
-	log := r.Log.With("route", "$connect", "connection", rc.ConnectionID)
+	log := r.Log.With("route", "$connect", "connection_id", rc.ConnectionID)
 	c := store.Connection{
 		ID:          rc.ConnectionID,
 		ConnectedAt: time.UnixMilli(rc.ConnectedAt),
@@ -104,12 +104,12 @@ func (r *Routes) Disconnect(ctx context.Context, req events.APIGatewayWebsocketP
 	if rc.ConnectionID == "" {
 		return status(http.StatusBadRequest), errNoConnectionID
 	}
-	log := r.Log.With("route", "$disconnect", "connection", rc.ConnectionID)
+	log := r.Log.With("route", "$disconnect", "connection_id", rc.ConnectionID)
 	if err := r.Store.DeleteConnection(ctx, rc.ConnectionID); err != nil {
 		log.ErrorContext(ctx, "forget connection", "err", err)
 		return status(http.StatusInternalServerError), fmt.Errorf("disconnect %s: %w", rc.ConnectionID, err)
 	}
-	log.InfoContext(ctx, "disconnected", "closeCode", rc.DisconnectStatusCode)
+	log.InfoContext(ctx, "disconnected", "close_code", rc.DisconnectStatusCode)
 	return status(http.StatusOK), nil
 }
 
@@ -189,7 +189,7 @@ func (r *Routes) answer(ctx context.Context, req events.APIGatewayWebsocketProxy
 	if id == "" {
 		return status(http.StatusBadRequest), errNoConnectionID
 	}
-	log := r.Log.With("route", route, "connection", id)
+	log := r.Log.With("route", route, "connection_id", id)
 	frame, err := do(log, id, []byte(req.Body))
 	if err != nil {
 		frame = errorFrame(ctx, log, err)

@@ -121,15 +121,6 @@ func message(t *testing.T, routeKey, body string) events.APIGatewayWebsocketProx
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-// storeUnderTest is the store the routes write to, plus what tests read
-// back to check what was (not) stored.
-type storeUnderTest interface {
-	Connections
-	Topics(ctx context.Context, connectionID string) ([]string, error)
-}
-
-func newStore() storeUnderTest { return newFakeMemory() }
-
 // outage makes the named store methods fail the way the DynamoDB store does
 // when DynamoDB cannot be reached.
 type outage struct {
@@ -206,7 +197,7 @@ func answered(t *testing.T, resp events.APIGatewayProxyResponse, err error) fram
 	return f
 }
 
-func storedTopics(t *testing.T, s storeUnderTest) []string {
+func storedTopics(t *testing.T, s *store.Memory) []string {
 	t.Helper()
 	topics, err := s.Topics(context.Background(), connID)
 	if err != nil {
@@ -270,7 +261,7 @@ func TestConnect(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			mem := newStore()
+			mem := store.NewMemory()
 			r := NewRoutes(outage{mem, tt.failing}, discard())
 			r.Now = func() time.Time { return now }
 			r.Authenticate = tt.auth
@@ -331,7 +322,7 @@ func TestDisconnect(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			mem := newStore()
+			mem := store.NewMemory()
 			if tt.recorded {
 				if err := mem.PutConnection(ctx, store.Connection{ID: connID, ConnectedAt: time.Now()}); err != nil {
 					t.Fatal(err)
@@ -379,7 +370,7 @@ func testTopicsRoute(t *testing.T, routeKey string, call route, subscribed []str
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			ctx := context.Background()
-			mem := newStore()
+			mem := store.NewMemory()
 			if !tt.unregistered {
 				if err := mem.PutConnection(ctx, store.Connection{ID: connID, ConnectedAt: time.Now(), AllowedTopics: tt.allowed}); err != nil {
 					t.Fatal(err)
@@ -506,7 +497,7 @@ func TestDefault(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			mem := newStore()
+			mem := store.NewMemory()
 			r := NewRoutes(mem, discard())
 
 			resp, err := r.Default(context.Background(), message(t, "$default", tt.body))
@@ -528,7 +519,8 @@ func TestDefault(t *testing.T) {
 // nothing is stored and the invocation fails.
 func TestMessageRoutesNeedConnectionID(t *testing.T) {
 	t.Parallel()
-	r := NewRoutes(newStore(), discard())
+	mem := store.NewMemory()
+	r := NewRoutes(mem, discard())
 	routes := map[string]route{"subscribe": (*Routes).Subscribe, "unsubscribe": (*Routes).Unsubscribe, "$default": (*Routes).Default}
 	for name, call := range routes {
 		t.Run(name, func(t *testing.T) {
@@ -540,7 +532,7 @@ func TestMessageRoutesNeedConnectionID(t *testing.T) {
 			}
 		})
 	}
-	if stored := storedTopics(t, r.Store.(storeUnderTest)); len(stored) != 0 {
+	if stored := storedTopics(t, mem); len(stored) != 0 {
 		t.Errorf("stored topics %q, want none", stored)
 	}
 }
