@@ -53,7 +53,7 @@ const (
 // Config describes the emulated API.
 type Config struct {
 	// Routes maps route keys ("$connect", "$disconnect", "$default",
-	// "subscribe", ...) to handlers.
+	// "subscribe", ...) to handlers; a nil handler is no route.
 	Routes map[string]Handler
 	// MockRoutes maps route keys to a fixed reply, like a MOCK integration
 	// with a route response: answered without calling any handler.
@@ -106,6 +106,7 @@ func New(cfg Config) *Emulator {
 		log:          cfg.Logger,
 		conns:        make(map[string]*conn),
 	}
+	maps.DeleteFunc(e.routes, func(_ string, h Handler) bool { return h == nil })
 	if e.stage != "" {
 		e.prefix = "/" + e.stage
 	}

@@ -28,8 +28,8 @@ const wait = 5 * time.Second
 type event = events.APIGatewayWebsocketProxyRequest
 
 // testAPI is an emulator on a real listener with a real management client.
-// Its $connect and $disconnect routes record their events unless the test
-// configures its own.
+// Its $connect, $disconnect and $default routes record their events unless
+// the test configures its own; $default answers nothing (a one-way route).
 type testAPI struct {
 	emu         *emulator.Emulator
 	wsURL       string // ws://127.0.0.1:port[/stage]
@@ -37,14 +37,16 @@ type testAPI struct {
 	mgmt        *apigatewaymanagementapi.Client
 	connects    chan event
 	disconnects chan event
+	messages    chan event // $default's
 }
 
 func newTestAPI(t *testing.T, cfg emulator.Config) *testAPI {
 	t.Helper()
-	a := &testAPI{connects: make(chan event, 100), disconnects: make(chan event, 100)}
+	a := &testAPI{connects: make(chan event, 100), disconnects: make(chan event, 100), messages: make(chan event, 100)}
 	routes := map[string]emulator.Handler{
 		emulator.RouteConnect:    recorder(a.connects),
 		emulator.RouteDisconnect: recorder(a.disconnects),
+		emulator.RouteDefault:    recorder(a.messages),
 	}
 	for k, h := range cfg.Routes {
 		routes[k] = h
@@ -182,6 +184,21 @@ func decode[T any](t *testing.T, s string) T {
 	return v
 }
 
+// awaitClose reads ws in the background, as a browser does, and reports
+// the close status the server sent (-1 for none).
+func awaitClose(ws *websocket.Conn) <-chan websocket.StatusCode {
+	ch := make(chan websocket.StatusCode, 1)
+	go func() {
+		for {
+			if _, _, err := ws.Read(context.Background()); err != nil {
+				ch <- websocket.CloseStatus(err)
+				return
+			}
+		}
+	}()
+	return ch
+}
+
 func post(t *testing.T, a *testAPI, id, data string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -288,7 +305,7 @@ func TestGatewayErrorFrames(t *testing.T) {
 		frame   string
 		message string
 	}{
-		{"no route and no $default", map[string]emulator.Handler{"subscribe": replier}, `{"action":"other"}`, "Forbidden"},
+		{"no route and no $default", map[string]emulator.Handler{"subscribe": replier, "$default": nil}, `{"action":"other"}`, "Forbidden"},
 		{"handler error", map[string]emulator.Handler{"subscribe": failing}, `{"action":"subscribe"}`, "Internal server error"},
 		{"handler panic", map[string]emulator.Handler{"$default": panicking}, `x`, "Internal server error"},
 	}
