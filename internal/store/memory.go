@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -64,7 +65,7 @@ func (m *Memory) GetConnection(_ context.Context, connectionID string) (Connecti
 	defer m.mu.RUnlock()
 	mc, ok := m.conns[connectionID]
 	if !ok || !live(mc.expires, now) {
-		return Connection{}, ErrNotFound
+		return Connection{}, fmt.Errorf("connection %q: %w", connectionID, ErrNotFound)
 	}
 	return cloneConnection(mc.conn), nil
 }

@@ -1,0 +1,508 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+)
+
+const (
+	// maxIdleConnsPerHost sizes the HTTP client for the concurrent calls of
+	// a fan-out; the SDK's default keeps 10 idle connections per host and
+	// dials (TLS included) for every request beyond that.
+	maxIdleConnsPerHost = 128
+
+	// subscribeConcurrency bounds the UpdateItem calls of one Subscribe.
+	subscribeConcurrency = 8
+
+	// BatchWriteItem takes at most 25 requests. DynamoDB returns the ones it
+	// throttled as UnprocessedItems; they are retried batchAttempts times in
+	// all, with jittered backoff from batchBackoff up to batchBackoffMax.
+	batchSize       = 25
+	batchAttempts   = 6
+	batchBackoff    = 25 * time.Millisecond
+	batchBackoffMax = time.Second
+
+	// maxQueryLimit caps the items one Query evaluates, whatever the caller's
+	// page size.
+	maxQueryLimit = 1000
+)
+
+// dynamoAPI is the part of *dynamodb.Client the store uses; a test stands in
+// for it to produce what dynalite never does (unprocessed batch writes).
+type dynamoAPI interface {
+	GetItem(context.Context, *dynamodb.GetItemInput, ...func(*dynamodb.Options)) (*dynamodb.GetItemOutput, error)
+	PutItem(context.Context, *dynamodb.PutItemInput, ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error)
+	UpdateItem(context.Context, *dynamodb.UpdateItemInput, ...func(*dynamodb.Options)) (*dynamodb.UpdateItemOutput, error)
+	Query(context.Context, *dynamodb.QueryInput, ...func(*dynamodb.Options)) (*dynamodb.QueryOutput, error)
+	BatchWriteItem(context.Context, *dynamodb.BatchWriteItemInput, ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error)
+	DescribeTable(context.Context, *dynamodb.DescribeTableInput, ...func(*dynamodb.Options)) (*dynamodb.DescribeTableOutput, error)
+}
+
+// DynamoDB is the Store on AWS: one table laid out as schema.go describes.
+type DynamoDB struct {
+	db    dynamoAPI
+	table string
+	now   func() time.Time
+}
+
+var _ Store = (*DynamoDB)(nil)
+
+// NewDynamoDB returns a store on table, which must exist (see EnsureTable).
+func NewDynamoDB(client *dynamodb.Client, table string, opts ...Option) *DynamoDB {
+	o := newOptions(opts)
+	return &DynamoDB{db: client, table: table, now: o.now}
+}
+
+// NewDynamoDBClient returns a client for cfg's region and credentials, at
+// endpoint if it is not empty (dynalite, DynamoDB Local), with an HTTP client
+// that keeps enough idle connections for concurrent use.
+func NewDynamoDBClient(cfg aws.Config, endpoint string) *dynamodb.Client {
+	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
+		t.MaxIdleConns = maxIdleConnsPerHost
+		t.MaxIdleConnsPerHost = maxIdleConnsPerHost
+	})
+	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
+		o.HTTPClient = httpClient
+		if endpoint != "" {
+			o.BaseEndpoint = aws.String(endpoint)
+		}
+	})
+}
+
+// EnsureTable creates table as schema.go declares it unless it exists, and
+// waits until it is ACTIVE. It refuses an existing table keyed differently
+// (such as the seed's). On AWS the table comes from deploy/; this is for the
+// devstack and tests.
+func EnsureTable(ctx context.Context, client *dynamodb.Client, table string) error {
+	want := createTableInput(table)
+	_, err := client.CreateTable(ctx, want)
+	var exists *types.ResourceInUseException
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("create table %s: %w", table, dynamoError(err))
+	}
+	waiter := dynamodb.NewTableExistsWaiter(client, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay = 100 * time.Millisecond
+		o.MaxDelay = 5 * time.Second
+	})
+	out, err := waiter.WaitForOutput(ctx, &dynamodb.DescribeTableInput{TableName: aws.String(table)}, 5*time.Minute)
+	if err != nil {
+		return fmt.Errorf("wait for table %s: %w", table, dynamoError(err))
+	}
+	if !sameKeys(out.Table.KeySchema, want.KeySchema) || !hasIndex(out.Table.GlobalSecondaryIndexes, want.GlobalSecondaryIndexes[0]) {
+		return fmt.Errorf("table %s exists with other keys than wsgateway's (pk, sk and index %s): use another TABLE_NAME", table, indexByConnection)
+	}
+	return nil
+}
+
+func sameKeys(a, b []types.KeySchemaElement) bool {
+	return slices.EqualFunc(a, b, func(x, y types.KeySchemaElement) bool {
+		return aws.ToString(x.AttributeName) == aws.ToString(y.AttributeName) && x.KeyType == y.KeyType
+	})
+}
+
+func hasIndex(have []types.GlobalSecondaryIndexDescription, want types.GlobalSecondaryIndex) bool {
+	return slices.ContainsFunc(have, func(d types.GlobalSecondaryIndexDescription) bool {
+		return aws.ToString(d.IndexName) == aws.ToString(want.IndexName) && sameKeys(d.KeySchema, want.KeySchema)
+	})
+}
+
+func (s *DynamoDB) PutConnection(ctx context.Context, c Connection) error {
+	if err := checkConnectionID(c.ID); err != nil {
+		return err
+	}
+	item := itemKey(connKey(c.ID), connKey(c.ID))
+	item[attrExpiresAt] = number(expiresAt(s.now()))
+	if !c.ConnectedAt.IsZero() {
+		item[attrConnectedAt] = str(formatTime(c.ConnectedAt))
+	}
+	// Empty strings are left out rather than stored: older DynamoDB
+	// emulators refuse them.
+	for name, v := range map[string]string{attrSubject: c.Subject, attrSourceIP: c.SourceIP, attrUserAgent: c.UserAgent} {
+		if v != "" {
+			item[name] = str(v)
+		}
+	}
+	// nil (any topic) is no attribute; empty (no topic) is an empty list.
+	if c.AllowedTopics != nil {
+		list := make([]types.AttributeValue, len(c.AllowedTopics))
+		for i, t := range c.AllowedTopics {
+			list[i] = str(t)
+		}
+		item[attrAllowedTopics] = &types.AttributeValueMemberL{Value: list}
+	}
+	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.table, Item: item})
+	return dynamoError(err)
+}
+
+func (s *DynamoDB) GetConnection(ctx context.Context, connectionID string) (Connection, error) {
+	if err := checkConnectionID(connectionID); err != nil {
+		return Connection{}, err
+	}
+	now := s.now()
+	out, err := s.db.GetItem(ctx, &dynamodb.GetItemInput{
+		TableName:      &s.table,
+		Key:            itemKey(connKey(connectionID), connKey(connectionID)),
+		ConsistentRead: aws.Bool(true),
+	})
+	if err != nil {
+		return Connection{}, dynamoError(err)
+	}
+	if out.Item == nil || !live(intAttr(out.Item, attrExpiresAt), now) {
+		return Connection{}, fmt.Errorf("connection %q: %w", connectionID, ErrNotFound)
+	}
+	return decodeConnection(connectionID, out.Item)
+}
+
+func decodeConnection(id string, item map[string]types.AttributeValue) (Connection, error) {
+	connectedAt, err := timeAttr(item, attrConnectedAt)
+	if err != nil {
+		return Connection{}, err
+	}
+	c := Connection{
+		ID:          id,
+		ConnectedAt: connectedAt,
+		Subject:     stringAttr(item, attrSubject),
+		SourceIP:    stringAttr(item, attrSourceIP),
+		UserAgent:   stringAttr(item, attrUserAgent),
+	}
+	if list, ok := item[attrAllowedTopics].(*types.AttributeValueMemberL); ok {
+		c.AllowedTopics = make([]string, 0, len(list.Value))
+		for _, v := range list.Value {
+			if s, ok := v.(*types.AttributeValueMemberS); ok {
+				c.AllowedTopics = append(c.AllowedTopics, s.Value)
+			}
+		}
+	}
+	return c, nil
+}
+
+// DeleteConnection deletes what the byConnection index lists for the
+// connection. The index is eventually consistent: a subscription written a
+// moment before may survive, until its TTL or the fan-out's 410 removes it.
+func (s *DynamoDB) DeleteConnection(ctx context.Context, connectionID string) error {
+	if err := checkConnectionID(connectionID); err != nil {
+		return err
+	}
+	var keys []map[string]types.AttributeValue
+	pages := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
+		TableName:                 &s.table,
+		IndexName:                 aws.String(indexByConnection),
+		KeyConditionExpression:    aws.String("#sk = :conn"),
+		ProjectionExpression:      aws.String("#pk, #sk"),
+		ExpressionAttributeNames:  map[string]string{"#pk": attrPK, "#sk": attrSK},
+		ExpressionAttributeValues: map[string]types.AttributeValue{":conn": str(connKey(connectionID))},
+	})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return dynamoError(err)
+		}
+		for _, item := range page.Items {
+			keys = append(keys, itemKey(stringAttr(item, attrPK), stringAttr(item, attrSK)))
+		}
+	}
+	return s.deleteItems(ctx, keys)
+}
+
+func (s *DynamoDB) Subscribe(ctx context.Context, connectionID string, topics []string) error {
+	topics, err := checkTopics(connectionID, topics)
+	if err != nil {
+		return err
+	}
+	now := s.now()
+	return forEach(topics, subscribeConcurrency, func(topic string) error {
+		return s.subscribe(ctx, connectionID, topic, now)
+	})
+}
+
+// subscribe writes one subscription. The common case, a new one, costs one
+// write; subscribing again costs two and keeps the first subscribedAt.
+func (s *DynamoDB) subscribe(ctx context.Context, connectionID, topic string, now time.Time) error {
+	key := itemKey(topicKey(topic), connKey(connectionID))
+	names := map[string]string{"#at": attrSubscribedAt, "#exp": attrExpiresAt}
+	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName: &s.table,
+		Key:       key,
+		// New, or expired but not yet deleted by DynamoDB: start afresh.
+		ConditionExpression:      aws.String("attribute_not_exists(#exp) OR #exp <= :now"),
+		UpdateExpression:         aws.String("SET #at = :at, #exp = :exp"),
+		ExpressionAttributeNames: names,
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":at":  str(formatTime(now)),
+			":exp": number(expiresAt(now)),
+			":now": number(now.Unix()),
+		},
+	})
+	var subscribed *types.ConditionalCheckFailedException
+	if !errors.As(err, &subscribed) {
+		return dynamoError(err)
+	}
+	// Live already: push the expiry out. if_not_exists covers an
+	// Unsubscribe that deleted the item since the first write.
+	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                &s.table,
+		Key:                      key,
+		UpdateExpression:         aws.String("SET #at = if_not_exists(#at, :at), #exp = :exp"),
+		ExpressionAttributeNames: names,
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":at":  str(formatTime(now)),
+			":exp": number(expiresAt(now)),
+		},
+	})
+	return dynamoError(err)
+}
+
+func (s *DynamoDB) Unsubscribe(ctx context.Context, connectionID string, topics []string) error {
+	topics, err := checkTopics(connectionID, topics)
+	if err != nil {
+		return err
+	}
+	keys := make([]map[string]types.AttributeValue, len(topics))
+	for i, topic := range topics {
+		keys[i] = itemKey(topicKey(topic), connKey(connectionID))
+	}
+	return s.deleteItems(ctx, keys)
+}
+
+// Subscribers queries the topic's partition. Expired items are filtered out
+// after DynamoDB applies Limit, so a Query can come back short: it goes on
+// until it has one subscription more than the page, which also tells
+// whether there is a next page, or the partition ends.
+func (s *DynamoDB) Subscribers(ctx context.Context, topic string, limit int, pageToken string) (Page, error) {
+	if err := checkTopic(topic); err != nil {
+		return Page{}, err
+	}
+	if err := checkLimit(limit); err != nil {
+		return Page{}, err
+	}
+	after, err := decodePageToken(topic, pageToken)
+	if err != nil {
+		return Page{}, err
+	}
+	now := s.now()
+	in := &dynamodb.QueryInput{
+		TableName:                &s.table,
+		ConsistentRead:           aws.Bool(true), // a subscriber acked a moment ago gets the next message
+		KeyConditionExpression:   aws.String("#pk = :pk AND #sk > :after"),
+		FilterExpression:         aws.String("#exp > :now"),
+		ProjectionExpression:     aws.String("#sk, #at"),
+		ExpressionAttributeNames: map[string]string{"#pk": attrPK, "#sk": attrSK, "#exp": attrExpiresAt, "#at": attrSubscribedAt},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":pk":    str(topicKey(topic)),
+			":after": str(connKey(after)),
+			":now":   number(now.Unix()),
+		},
+	}
+	var subs []Subscription
+	for {
+		in.Limit = aws.Int32(int32(min(limit-len(subs), maxQueryLimit-1) + 1))
+		out, err := s.db.Query(ctx, in)
+		if err != nil {
+			return Page{}, dynamoError(err)
+		}
+		for _, item := range out.Items {
+			at, err := timeAttr(item, attrSubscribedAt)
+			if err != nil {
+				return Page{}, err
+			}
+			id := strings.TrimPrefix(stringAttr(item, attrSK), connPrefix)
+			subs = append(subs, Subscription{ConnectionID: id, Topic: topic, SubscribedAt: at})
+		}
+		if len(subs) > limit || out.LastEvaluatedKey == nil {
+			break
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+	if len(subs) <= limit {
+		return Page{Subscriptions: subs}, nil
+	}
+	return Page{
+		Subscriptions: subs[:limit],
+		NextToken:     encodePageToken(topic, subs[limit-1].ConnectionID),
+	}, nil
+}
+
+// Topics reads the byConnection index, which is eventually consistent.
+func (s *DynamoDB) Topics(ctx context.Context, connectionID string) ([]string, error) {
+	if err := checkConnectionID(connectionID); err != nil {
+		return nil, err
+	}
+	pages := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
+		TableName:                &s.table,
+		IndexName:                aws.String(indexByConnection),
+		KeyConditionExpression:   aws.String("#sk = :conn AND begins_with(#pk, :topic)"),
+		FilterExpression:         aws.String("#exp > :now"),
+		ProjectionExpression:     aws.String("#pk"),
+		ExpressionAttributeNames: map[string]string{"#pk": attrPK, "#sk": attrSK, "#exp": attrExpiresAt},
+		ExpressionAttributeValues: map[string]types.AttributeValue{
+			":conn":  str(connKey(connectionID)),
+			":topic": str(topicPrefix),
+			":now":   number(s.now().Unix()),
+		},
+	})
+	var topics []string
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return nil, dynamoError(err)
+		}
+		for _, item := range page.Items {
+			topics = append(topics, strings.TrimPrefix(stringAttr(item, attrPK), topicPrefix))
+		}
+	}
+	return topics, nil
+}
+
+// Ping describes the table: it checks the endpoint, the credentials and
+// that the table exists, and costs no capacity.
+func (s *DynamoDB) Ping(ctx context.Context) error {
+	_, err := s.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &s.table})
+	return dynamoError(err)
+}
+
+// deleteItems deletes keys in batches of 25.
+func (s *DynamoDB) deleteItems(ctx context.Context, keys []map[string]types.AttributeValue) error {
+	for chunk := range slices.Chunk(keys, batchSize) {
+		writes := make([]types.WriteRequest, len(chunk))
+		for i, key := range chunk {
+			writes[i] = types.WriteRequest{DeleteRequest: &types.DeleteRequest{Key: key}}
+		}
+		if err := s.batchWrite(ctx, writes); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// batchWrite sends one batch and retries what DynamoDB left unprocessed
+// (it does so when throttled) with capped, jittered backoff.
+func (s *DynamoDB) batchWrite(ctx context.Context, writes []types.WriteRequest) error {
+	pending := map[string][]types.WriteRequest{s.table: writes}
+	for attempt := 1; ; attempt++ {
+		out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
+		if err != nil {
+			return dynamoError(err)
+		}
+		pending = out.UnprocessedItems
+		left := len(pending[s.table])
+		if left == 0 {
+			return nil
+		}
+		if attempt == batchAttempts {
+			return fmt.Errorf("%w: dynamodb BatchWriteItem: %d writes still unprocessed after %d attempts", ErrUnavailable, left, attempt)
+		}
+		backoff := min(batchBackoff<<(attempt-1), batchBackoffMax)
+		if err := sleep(ctx, backoff/2+rand.N(backoff/2)); err != nil {
+			return err
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// forEach calls fn for every item, at most n at a time, and joins the
+// errors.
+func forEach(items []string, n int, fn func(string) error) error {
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		errs []error
+		sem  = make(chan struct{}, n)
+	)
+	for _, item := range items {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if err := fn(item); err != nil {
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// dynamoError marks the errors the SDK itself counts as transient (could
+// not connect, throttled, 5xx) once its retries are spent: the store is
+// unavailable and the caller may try again later. Anything else (a missing
+// table, a rejected request) is a fault to fix, passed on as is.
+func dynamoError(err error) error {
+	if err == nil {
+		return nil
+	}
+	transient := retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary ||
+		retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err) == aws.TrueTernary
+	if transient {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return err
+}
+
+func itemKey(pk, sk string) map[string]types.AttributeValue {
+	return map[string]types.AttributeValue{attrPK: str(pk), attrSK: str(sk)}
+}
+
+func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
+
+func number(n int64) types.AttributeValue {
+	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+}
+
+func stringAttr(item map[string]types.AttributeValue, name string) string {
+	if v, ok := item[name].(*types.AttributeValueMemberS); ok {
+		return v.Value
+	}
+	return ""
+}
+
+// intAttr reads a number attribute; a missing or malformed one reads as 0,
+// which as an expiry means "expired".
+func intAttr(item map[string]types.AttributeValue, name string) int64 {
+	v, ok := item[name].(*types.AttributeValueMemberN)
+	if !ok {
+		return 0
+	}
+	n, _ := strconv.ParseInt(v.Value, 10, 64)
+	return n
+}
+
+// Times are RFC 3339 strings with nanoseconds: readable in the console and
+// exact on a round trip.
+func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
+
+func timeAttr(item map[string]types.AttributeValue, name string) (time.Time, error) {
+	v := stringAttr(item, name)
+	if v == "" {
+		return time.Time{}, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, v)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("dynamodb item attribute %s: %w", name, err)
+	}
+	return t, nil
+}

@@ -1,0 +1,210 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
+	"github.com/wsgateway/wsgateway/internal/dynalite"
+)
+
+// TestTableJSONMatchesCode keeps deploy/table.json (CloudFormation's
+// AWS::DynamoDB::Table properties, for the SAM template) and the table
+// EnsureTable creates the same.
+func TestTableJSONMatchesCode(t *testing.T) {
+	t.Parallel()
+	f, err := os.Open("../../deploy/table.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var declared struct {
+		BillingMode             types.BillingMode
+		AttributeDefinitions    []types.AttributeDefinition
+		KeySchema               []types.KeySchemaElement
+		GlobalSecondaryIndexes  []types.GlobalSecondaryIndex
+		TimeToLiveSpecification types.TimeToLiveSpecification
+	}
+	dec := json.NewDecoder(f)
+	dec.DisallowUnknownFields() // a property the code does not create is drift too
+	if err := dec.Decode(&declared); err != nil {
+		t.Fatalf("deploy/table.json: %v", err)
+	}
+
+	code := createTableInput("any")
+	for _, c := range []struct {
+		name       string
+		file, code any
+	}{
+		{"BillingMode", declared.BillingMode, code.BillingMode},
+		{"AttributeDefinitions", declared.AttributeDefinitions, code.AttributeDefinitions},
+		{"KeySchema", declared.KeySchema, code.KeySchema},
+		{"GlobalSecondaryIndexes", declared.GlobalSecondaryIndexes, code.GlobalSecondaryIndexes},
+	} {
+		if !reflect.DeepEqual(c.file, c.code) {
+			t.Errorf("%s differs:\ndeploy/table.json: %s\nschema.go:         %s", c.name, jsonString(c.file), jsonString(c.code))
+		}
+	}
+	// CreateTable cannot set the TTL (nor can dynalite): only the file does.
+	if ttl := declared.TimeToLiveSpecification; aws.ToString(ttl.AttributeName) != attrExpiresAt || !aws.ToBool(ttl.Enabled) {
+		t.Errorf("TimeToLiveSpecification = %s, want %s enabled", jsonString(ttl), attrExpiresAt)
+	}
+}
+
+func jsonString(v any) string {
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func TestNewDynamoDBClient(t *testing.T) {
+	t.Parallel()
+	cfg := aws.Config{Region: "us-east-1"}
+	for _, endpoint := range []string{"", "http://127.0.0.1:4567"} {
+		o := NewDynamoDBClient(cfg, endpoint).Options()
+		if got := aws.ToString(o.BaseEndpoint); got != endpoint {
+			t.Errorf("NewDynamoDBClient(%q): BaseEndpoint %q", endpoint, got)
+		}
+		client, ok := o.HTTPClient.(*awshttp.BuildableClient)
+		if !ok {
+			t.Fatalf("HTTPClient is a %T, want the SDK's buildable client", o.HTTPClient)
+		}
+		if got := client.GetTransport().MaxIdleConnsPerHost; got != maxIdleConnsPerHost {
+			t.Errorf("MaxIdleConnsPerHost = %d, want %d", got, maxIdleConnsPerHost)
+		}
+	}
+}
+
+// TestExpiredItemsAreFilteredOnRead checks the reads themselves hide expired
+// items that DynamoDB has not deleted yet (dynalite never does).
+func TestExpiredItemsAreFilteredOnRead(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	client := NewDynamoDBClient(aws.Config{
+		Region:      "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+	}, dynalite.Start(t).Endpoint())
+	if err := EnsureTable(ctx, client, "expiry"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	s := NewDynamoDB(client, "expiry", WithClock(func() time.Time { return now }))
+	if err := s.PutConnection(ctx, Connection{ID: "c1", ConnectedAt: now}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Subscribe(ctx, "c1", []string{"a"}); err != nil {
+		t.Fatal(err)
+	}
+
+	now = now.Add(MaxConnectionLifetime + TTLSlack)
+	if _, err := s.GetConnection(ctx, "c1"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("GetConnection of an expired connection: %v, want ErrNotFound", err)
+	}
+	if page, err := s.Subscribers(ctx, "a", 10, ""); err != nil || len(page.Subscriptions) != 0 {
+		t.Errorf("Subscribers of an expired subscription = %+v, %v; want none", page, err)
+	}
+	for _, key := range []map[string]types.AttributeValue{
+		itemKey(connKey("c1"), connKey("c1")),
+		itemKey(topicKey("a"), connKey("c1")),
+	} {
+		out, err := client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("expiry"), Key: key})
+		if err != nil || out.Item == nil {
+			t.Errorf("GetItem(%v) = %v, %v; want the expired item still there", key, out, err)
+		}
+	}
+}
+
+// throttlingDB leaves the last few writes of a batch unprocessed the first
+// times it is called, as DynamoDB does when a partition is throttled.
+type throttlingDB struct {
+	dynamoAPI          // nil: the store may call only BatchWriteItem here
+	throttledCalls int // calls that leave writes unprocessed
+	leave          int // writes left unprocessed by those calls
+
+	mu      sync.Mutex
+	calls   int
+	deleted map[string]int // "pk/sk" → times deleted
+}
+
+func (db *throttlingDB) BatchWriteItem(_ context.Context, in *dynamodb.BatchWriteItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.BatchWriteItemOutput, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	db.calls++
+	var out dynamodb.BatchWriteItemOutput
+	for table, writes := range in.RequestItems {
+		if len(writes) > batchSize {
+			return nil, fmt.Errorf("%d writes in one batch", len(writes))
+		}
+		done := writes
+		if db.calls <= db.throttledCalls {
+			cut := max(len(writes)-db.leave, 0)
+			done = writes[:cut]
+			out.UnprocessedItems = map[string][]types.WriteRequest{table: writes[cut:]}
+		}
+		for _, w := range done {
+			db.deleted[stringAttr(w.DeleteRequest.Key, attrPK)+"/"+stringAttr(w.DeleteRequest.Key, attrSK)]++
+		}
+	}
+	return &out, nil
+}
+
+func TestBatchWriteRetriesUnprocessedItems(t *testing.T) {
+	t.Parallel()
+	topics := make([]string, 30) // two batches: 25 and 5
+	for i := range topics {
+		topics[i] = fmt.Sprintf("t%02d", i)
+	}
+	tests := []struct {
+		name           string
+		throttledCalls int
+		leave          int
+		canceled       bool // the caller gave up before the call
+		wantErr        error
+		wantCalls      int
+		wantDeleted    int
+	}{
+		{"all processed", 0, 0, false, nil, 2, 30},
+		{"retried until processed", 3, 4, false, nil, 5, 30},
+		{"gives up", 100, 4, false, ErrUnavailable, batchAttempts, 21},
+		{"stops when the caller does", 100, 4, true, context.Canceled, 1, 21},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			db := &throttlingDB{throttledCalls: tt.throttledCalls, leave: tt.leave, deleted: map[string]int{}}
+			s := &DynamoDB{db: db, table: "t", now: time.Now}
+			ctx, cancel := context.WithCancel(t.Context())
+			if tt.canceled {
+				cancel()
+			}
+			defer cancel()
+			err := s.Unsubscribe(ctx, "c1", topics)
+			if !errors.Is(err, tt.wantErr) {
+				t.Errorf("Unsubscribe error = %v, want %v", err, tt.wantErr)
+			}
+			if db.calls != tt.wantCalls {
+				t.Errorf("BatchWriteItem called %d times, want %d", db.calls, tt.wantCalls)
+			}
+			if len(db.deleted) != tt.wantDeleted {
+				t.Errorf("%d items deleted, want %d", len(db.deleted), tt.wantDeleted)
+			}
+			for key, n := range db.deleted {
+				if n != 1 || !strings.HasSuffix(key, "/"+connKey("c1")) {
+					t.Errorf("%s deleted %d times, want once and only c1's", key, n)
+				}
+			}
+		})
+	}
+}
