@@ -1,0 +1,42 @@
+// Command devstack runs the whole of wsgateway locally in one process: an
+// emulated API Gateway WebSocket API, the Lambda handlers, the publisher
+// service and a store. `make run` starts it.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/wsgateway/wsgateway/internal/config"
+	"github.com/wsgateway/wsgateway/internal/devstack"
+)
+
+func main() {
+	flag.Usage = func() { fmt.Fprint(os.Stderr, config.Usage("devstack")) }
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		return fmt.Errorf("configuration:\n%w", err)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	stack, err := devstack.New(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	fmt.Print(devstack.Banner(stack, cfg))
+	return stack.Run(ctx)
+}
