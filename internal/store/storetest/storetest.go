@@ -17,28 +17,28 @@ import (
 	"github.com/wsgateway/wsgateway/internal/store"
 )
 
-// T0 is the suite's starting time. It carries nanoseconds so that a store
+// t0 is the suite's starting time. It carries nanoseconds so that a store
 // which rounds timestamps fails.
-var T0 = time.Date(2030, time.March, 4, 5, 6, 7, 123456789, time.UTC)
+var t0 = time.Date(2030, time.March, 4, 5, 6, 7, 123456789, time.UTC)
 
 // ttl is how long after a write an item stays visible.
 const ttl = store.MaxConnectionLifetime + store.TTLSlack
 
-// Clock is a settable time source, safe for concurrent use.
-type Clock struct {
+// fakeClock is a settable time source, safe for concurrent use.
+type fakeClock struct {
 	mu  sync.Mutex
 	now time.Time
 }
 
 // Now returns the clock's time.
-func (c *Clock) Now() time.Time {
+func (c *fakeClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
 // Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
+func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
@@ -49,17 +49,17 @@ func (c *Clock) Advance(d time.Duration) {
 type NewStore func(t *testing.T, now func() time.Time) store.Store
 
 // Run runs the conformance suite against the stores newStore returns. Every
-// subtest gets a fresh store and clock (starting at T0) and runs in
+// subtest gets a fresh store and clock (starting at t0) and runs in
 // parallel.
 func Run(t *testing.T, newStore NewStore) {
-	fresh := func(t *testing.T) (store.Store, *Clock) {
+	fresh := func(t *testing.T) (store.Store, *fakeClock) {
 		t.Helper()
-		clock := &Clock{now: T0}
+		clock := &fakeClock{now: t0}
 		return newStore(t, clock.Now), clock
 	}
 	tests := []struct {
 		name string
-		test func(t *testing.T, s store.Store, clock *Clock)
+		test func(t *testing.T, s store.Store, clock *fakeClock)
 	}{
 		{"PutGetConnection", testPutGetConnection},
 		{"GetUnknownConnection", testGetUnknownConnection},
@@ -84,19 +84,19 @@ func Run(t *testing.T, newStore NewStore) {
 	}
 }
 
-func testPutGetConnection(t *testing.T, s store.Store, clock *Clock) {
+func testPutGetConnection(t *testing.T, s store.Store, clock *fakeClock) {
 	ctx := t.Context()
 	conns := []store.Connection{
 		{
 			ID:            "full",
-			ConnectedAt:   T0.Add(-time.Second),
+			ConnectedAt:   t0.Add(-time.Second),
 			Subject:       "user-1",
 			SourceIP:      "203.0.113.7",
 			UserAgent:     "Mozilla/5.0 (X11; Linux x86_64)",
 			AllowedTopics: []string{"orders.*", "news"},
 		},
-		{ID: "any-topic", ConnectedAt: T0, AllowedTopics: nil},
-		{ID: "no-topic", ConnectedAt: T0, AllowedTopics: []string{}},
+		{ID: "any-topic", ConnectedAt: t0, AllowedTopics: nil},
+		{ID: "no-topic", ConnectedAt: t0, AllowedTopics: []string{}},
 		{ID: "bare"},
 	}
 	for _, c := range conns {
@@ -115,12 +115,12 @@ func testPutGetConnection(t *testing.T, s store.Store, clock *Clock) {
 	}
 
 	// A connection's time in another zone is the same instant.
-	zoned := store.Connection{ID: "zoned", ConnectedAt: T0.In(time.FixedZone("UTC+2", 2*60*60))}
+	zoned := store.Connection{ID: "zoned", ConnectedAt: t0.In(time.FixedZone("UTC+2", 2*60*60))}
 	if err := s.PutConnection(ctx, zoned); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := s.GetConnection(ctx, zoned.ID); err != nil || !got.ConnectedAt.Equal(T0) {
-		t.Errorf("GetConnection(zoned) = %v, %v; want ConnectedAt %v", got.ConnectedAt, err, T0)
+	if got, err := s.GetConnection(ctx, zoned.ID); err != nil || !got.ConnectedAt.Equal(t0) {
+		t.Errorf("GetConnection(zoned) = %v, %v; want ConnectedAt %v", got.ConnectedAt, err, t0)
 	}
 
 	// Putting again replaces the record.
@@ -136,21 +136,21 @@ func testPutGetConnection(t *testing.T, s store.Store, clock *Clock) {
 	}
 }
 
-func testGetUnknownConnection(t *testing.T, s store.Store, _ *Clock) {
+func testGetUnknownConnection(t *testing.T, s store.Store, _ *fakeClock) {
 	_, err := s.GetConnection(t.Context(), "never-connected")
 	if !errors.Is(err, store.ErrNotFound) {
 		t.Errorf("GetConnection(unknown) error = %v, want ErrNotFound", err)
 	}
 }
 
-func testSubscribeIsIdempotent(t *testing.T, s store.Store, clock *Clock) {
+func testSubscribeIsIdempotent(t *testing.T, s store.Store, clock *fakeClock) {
 	ctx := t.Context()
 	mustSubscribe(t, s, "c1", "a", "b", "a")
 	clock.Advance(time.Minute)
 	mustSubscribe(t, s, "c1", "b", "c")
 
 	wantTopics(t, s, "c1", "a", "b", "c")
-	for topic, at := range map[string]time.Time{"a": T0, "b": T0, "c": T0.Add(time.Minute)} {
+	for topic, at := range map[string]time.Time{"a": t0, "b": t0, "c": t0.Add(time.Minute)} {
 		subs := all(t, s, topic, 10)
 		want := []store.Subscription{{ConnectionID: "c1", Topic: topic, SubscribedAt: at}}
 		if !equalSubs(subs, want) {
@@ -164,7 +164,7 @@ func testSubscribeIsIdempotent(t *testing.T, s store.Store, clock *Clock) {
 	wantTopics(t, s, "c1", "a", "b", "c")
 }
 
-func testUnsubscribe(t *testing.T, s store.Store, clock *Clock) {
+func testUnsubscribe(t *testing.T, s store.Store, clock *fakeClock) {
 	ctx := t.Context()
 	mustSubscribe(t, s, "c1", "a", "b", "c")
 	mustSubscribe(t, s, "c2", "a")
@@ -189,12 +189,12 @@ func testUnsubscribe(t *testing.T, s store.Store, clock *Clock) {
 	clock.Advance(time.Minute)
 	mustSubscribe(t, s, "c1", "a")
 	subs := all(t, s, "a", 10)
-	if len(subs) != 2 || !subs[0].SubscribedAt.Equal(T0.Add(time.Minute)) {
-		t.Errorf("Subscribers(a) after resubscribing = %v, want c1 at %v first", subs, T0.Add(time.Minute))
+	if len(subs) != 2 || !subs[0].SubscribedAt.Equal(t0.Add(time.Minute)) {
+		t.Errorf("Subscribers(a) after resubscribing = %v, want c1 at %v first", subs, t0.Add(time.Minute))
 	}
 }
 
-func testOverlappingTopics(t *testing.T, s store.Store, _ *Clock) {
+func testOverlappingTopics(t *testing.T, s store.Store, _ *fakeClock) {
 	// "p" is a prefix of the other names: keys must match whole topics.
 	mustSubscribe(t, s, "c1", "p", "p.q")
 	mustSubscribe(t, s, "c2", "p.q", "p.q.r")
@@ -209,7 +209,7 @@ func testOverlappingTopics(t *testing.T, s store.Store, _ *Clock) {
 	wantTopics(t, s, "c", "p.q.r")
 }
 
-func testSubscribersPaging(t *testing.T, s store.Store, _ *Clock) {
+func testSubscribersPaging(t *testing.T, s store.Store, _ *fakeClock) {
 	const n = 250
 	want := make([]string, n)
 	for i := range want {
@@ -230,15 +230,15 @@ func testSubscribersPaging(t *testing.T, s store.Store, _ *Clock) {
 					limit, len(got), n, firstDiff(got, want))
 			}
 			for _, sub := range subs {
-				if sub.Topic != "paged" || !sub.SubscribedAt.Equal(T0) {
-					t.Fatalf("subscription %+v, want topic paged at %v", sub, T0)
+				if sub.Topic != "paged" || !sub.SubscribedAt.Equal(t0) {
+					t.Fatalf("subscription %+v, want topic paged at %v", sub, t0)
 				}
 			}
 		})
 	}
 }
 
-func testPagingSkipsExpired(t *testing.T, s store.Store, clock *Clock) {
+func testPagingSkipsExpired(t *testing.T, s store.Store, clock *fakeClock) {
 	// Odd connections subscribe first and expire first; the last id is odd,
 	// so the listing ends with an expired subscription.
 	var odd, even []string
@@ -268,9 +268,9 @@ func testPagingSkipsExpired(t *testing.T, s store.Store, clock *Clock) {
 	}
 }
 
-func testExpiry(t *testing.T, s store.Store, clock *Clock) {
+func testExpiry(t *testing.T, s store.Store, clock *fakeClock) {
 	ctx := t.Context()
-	conn := store.Connection{ID: "c1", ConnectedAt: T0}
+	conn := store.Connection{ID: "c1", ConnectedAt: t0}
 	if err := s.PutConnection(ctx, conn); err != nil {
 		t.Fatal(err)
 	}
@@ -294,8 +294,8 @@ func testExpiry(t *testing.T, s store.Store, clock *Clock) {
 	// Subscribing over an expired subscription starts a new one.
 	mustSubscribe(t, s, "c1", "a")
 	subs := all(t, s, "a", 10)
-	if len(subs) != 1 || !subs[0].SubscribedAt.Equal(T0.Add(ttl)) {
-		t.Errorf("Subscribers(a) after resubscribing = %v, want c1 at %v", subs, T0.Add(ttl))
+	if len(subs) != 1 || !subs[0].SubscribedAt.Equal(t0.Add(ttl)) {
+		t.Errorf("Subscribers(a) after resubscribing = %v, want c1 at %v", subs, t0.Add(ttl))
 	}
 	wantTopics(t, s, "c1", "a")
 
@@ -308,7 +308,7 @@ func testExpiry(t *testing.T, s store.Store, clock *Clock) {
 	}
 }
 
-func testDeleteConnection(t *testing.T, s store.Store, _ *Clock) {
+func testDeleteConnection(t *testing.T, s store.Store, _ *fakeClock) {
 	ctx := t.Context()
 	// More topics than one DynamoDB batch (25) holds.
 	topics := make([]string, 30)
@@ -316,7 +316,7 @@ func testDeleteConnection(t *testing.T, s store.Store, _ *Clock) {
 		topics[i] = fmt.Sprintf("t%02d", i)
 	}
 	for _, id := range []string{"doomed", "survivor"} {
-		if err := s.PutConnection(ctx, store.Connection{ID: id, ConnectedAt: T0}); err != nil {
+		if err := s.PutConnection(ctx, store.Connection{ID: id, ConnectedAt: t0}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -349,7 +349,7 @@ func testDeleteConnection(t *testing.T, s store.Store, _ *Clock) {
 	}
 }
 
-func testInvalidPageToken(t *testing.T, s store.Store, _ *Clock) {
+func testInvalidPageToken(t *testing.T, s store.Store, _ *fakeClock) {
 	ctx := t.Context()
 	mustSubscribe(t, s, "c1", "a", "b")
 	mustSubscribe(t, s, "c2", "a", "b")
@@ -377,14 +377,14 @@ func testInvalidPageToken(t *testing.T, s store.Store, _ *Clock) {
 	}
 }
 
-func testBadInputStoresNothing(t *testing.T, s store.Store, _ *Clock) {
+func testBadInputStoresNothing(t *testing.T, s store.Store, _ *fakeClock) {
 	ctx := t.Context()
 	long := strings.Repeat("x", 600)
 	calls := []struct {
 		name string
 		call func() error
 	}{
-		{"PutConnection without id", func() error { return s.PutConnection(ctx, store.Connection{ConnectedAt: T0}) }},
+		{"PutConnection without id", func() error { return s.PutConnection(ctx, store.Connection{ConnectedAt: t0}) }},
 		{"PutConnection with a long id", func() error { return s.PutConnection(ctx, store.Connection{ID: long}) }},
 		{"GetConnection without id", func() error { _, err := s.GetConnection(ctx, ""); return err }},
 		{"DeleteConnection without id", func() error { return s.DeleteConnection(ctx, "") }},
@@ -410,7 +410,7 @@ func testBadInputStoresNothing(t *testing.T, s store.Store, _ *Clock) {
 	}
 }
 
-func testConcurrentSubscribes(t *testing.T, s store.Store, _ *Clock) {
+func testConcurrentSubscribes(t *testing.T, s store.Store, _ *fakeClock) {
 	const workers = 16
 	ctx := t.Context()
 	var wg sync.WaitGroup
@@ -444,7 +444,7 @@ func testConcurrentSubscribes(t *testing.T, s store.Store, _ *Clock) {
 	wantTopics(t, s, "shared-conn", "shared")
 }
 
-func testPing(t *testing.T, s store.Store, _ *Clock) {
+func testPing(t *testing.T, s store.Store, _ *fakeClock) {
 	if err := s.Ping(t.Context()); err != nil {
 		t.Errorf("Ping: %v", err)
 	}
