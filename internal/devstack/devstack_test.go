@@ -235,6 +235,19 @@ func testDelivery(t *testing.T, e *e2e) {
 		b.expectMessage(t, "shared", id, `"after bad ones"`, nil)
 	})
 
+	t.Run("bad list requests are refused", func(t *testing.T) {
+		for _, req := range []*wsgatewayv1.ListSubscribersRequest{
+			{Topic: "bad topic"},
+			{Topic: "shared", PageSize: -1},
+			{Topic: "shared", PageToken: "not-a-token-we-issued"},
+		} {
+			_, err := e.grpc.ListSubscribers(context.Background(), req)
+			if status.Code(err) != codes.InvalidArgument {
+				t.Errorf("ListSubscribers(%v) = %v, want InvalidArgument", req, err)
+			}
+		}
+	})
+
 	t.Run("clean close removes subscriptions", func(t *testing.T) {
 		c.conn.Close(websocket.StatusNormalClosure, "bye")
 		eventually(t, "c's subscriptions gone", func() bool {

@@ -50,11 +50,16 @@ func run(ctx context.Context, url string, topics []string) error {
 		return fmt.Errorf("subscribe: %w", err)
 	}
 	go keepAlive(ctx, conn)
+	// Reading with ctx would abort the socket on Ctrl-C; close it politely
+	// instead, which also ends the read loop below.
+	go func() {
+		<-ctx.Done()
+		conn.Close(websocket.StatusNormalClosure, "bye")
+	}()
 	for {
-		_, frame, err := conn.Read(ctx)
+		_, frame, err := conn.Read(context.Background())
 		if err != nil {
 			if ctx.Err() != nil {
-				conn.Close(websocket.StatusNormalClosure, "bye")
 				return nil
 			}
 			return fmt.Errorf("read: %w", err)
