@@ -25,6 +25,7 @@ var statusTable = []struct {
 }{
 	{errInvalidRequest, codes.InvalidArgument, ""},
 	{fanout.ErrInvalid, codes.InvalidArgument, ""},
+	{store.ErrInvalidArgument, codes.InvalidArgument, ""},
 	{store.ErrInvalidPageToken, codes.InvalidArgument, "invalid page_token: pass next_page_token from the previous page unchanged"},
 	{store.ErrUnavailable, codes.Unavailable, "subscriber store unavailable, retry with backoff"},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, "deadline exceeded"},
