@@ -78,10 +78,9 @@ func (e *Emulator) upgrade(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, http.StatusText(status), status)
 			return
 		}
-		// E.g. Sec-WebSocket-Protocol, which API Gateway takes from the
-		// $connect response.
-		for k, v := range resp.Headers {
-			w.Header().Set(k, v)
+		// A client asking for subprotocols gets the one $connect chose.
+		if p := resp.Headers["Sec-WebSocket-Protocol"]; p != "" {
+			w.Header().Set("Sec-WebSocket-Protocol", p)
 		}
 	}
 

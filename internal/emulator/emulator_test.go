@@ -40,7 +40,7 @@ type testAPI struct {
 	messages    chan event // $default's
 }
 
-func newTestAPI(t *testing.T, cfg emulator.Config) *testAPI {
+func newTestAPI(t testing.TB, cfg emulator.Config) *testAPI {
 	t.Helper()
 	a := &testAPI{connects: make(chan event, 100), disconnects: make(chan event, 100), messages: make(chan event, 100)}
 	routes := map[string]emulator.Handler{
@@ -94,13 +94,13 @@ func replier(_ context.Context, req event) (events.APIGatewayProxyResponse, erro
 }
 
 // connect dials the API and returns the socket and its connection id.
-func (a *testAPI) connect(t *testing.T) (*websocket.Conn, string) {
+func (a *testAPI) connect(t testing.TB) (*websocket.Conn, string) {
 	t.Helper()
 	ws := a.dial(t, a.wsURL)
 	return ws, receive(t, a.connects).RequestContext.ConnectionID
 }
 
-func (a *testAPI) dial(t *testing.T, url string) *websocket.Conn {
+func (a *testAPI) dial(t testing.TB, url string) *websocket.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -112,7 +112,7 @@ func (a *testAPI) dial(t *testing.T, url string) *websocket.Conn {
 	return ws
 }
 
-func receive[T any](t *testing.T, ch <-chan T) T {
+func receive[T any](t testing.TB, ch <-chan T) T {
 	t.Helper()
 	select {
 	case v := <-ch:
@@ -126,7 +126,7 @@ func receive[T any](t *testing.T, ch <-chan T) T {
 
 // assertNone checks ch is empty; call it after a synchronizing step (such
 // as Emulator.Close, which waits for every $disconnect), never after a sleep.
-func assertNone[T any](t *testing.T, ch <-chan T, what string) {
+func assertNone[T any](t testing.TB, ch <-chan T, what string) {
 	t.Helper()
 	select {
 	case v := <-ch:
@@ -135,7 +135,7 @@ func assertNone[T any](t *testing.T, ch <-chan T, what string) {
 	}
 }
 
-func send(t *testing.T, ws *websocket.Conn, msg string) {
+func send(t testing.TB, ws *websocket.Conn, msg string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -144,7 +144,7 @@ func send(t *testing.T, ws *websocket.Conn, msg string) {
 	}
 }
 
-func read(t *testing.T, ws *websocket.Conn) string {
+func read(t testing.TB, ws *websocket.Conn) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -160,7 +160,7 @@ func read(t *testing.T, ws *websocket.Conn) string {
 
 // readClose reads until the server closes the socket and returns the
 // close status it sent.
-func readClose(t *testing.T, ws *websocket.Conn) websocket.StatusCode {
+func readClose(t testing.TB, ws *websocket.Conn) websocket.StatusCode {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -175,7 +175,7 @@ func readClose(t *testing.T, ws *websocket.Conn) websocket.StatusCode {
 	}
 }
 
-func decode[T any](t *testing.T, s string) T {
+func decode[T any](t testing.TB, s string) T {
 	t.Helper()
 	var v T
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
@@ -199,7 +199,7 @@ func awaitClose(ws *websocket.Conn) <-chan websocket.StatusCode {
 	return ch
 }
 
-func post(t *testing.T, a *testAPI, id, data string) error {
+func post(t testing.TB, a *testAPI, id, data string) error {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -210,7 +210,7 @@ func post(t *testing.T, a *testAPI, id, data string) error {
 	return err
 }
 
-func assertDisconnect(t *testing.T, a *testAPI, id string, code websocket.StatusCode) event {
+func assertDisconnect(t testing.TB, a *testAPI, id string, code websocket.StatusCode) event {
 	t.Helper()
 	ev := receive(t, a.disconnects)
 	rc := ev.RequestContext
@@ -396,4 +396,26 @@ func TestPlainGetIsNotAConnection(t *testing.T) {
 	}
 	a.emu.Close()
 	assertNone(t, a.connects, "$connect for a plain GET")
+}
+
+func TestConnectChoosesTheSubprotocol(t *testing.T) {
+	t.Parallel()
+	a := newTestAPI(t, emulator.Config{Routes: map[string]emulator.Handler{
+		"$connect": func(context.Context, event) (events.APIGatewayProxyResponse, error) {
+			return events.APIGatewayProxyResponse{
+				StatusCode: http.StatusOK,
+				Headers:    map[string]string{"Sec-WebSocket-Protocol": "wsgateway.v1"},
+			}, nil
+		},
+	}})
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, a.wsURL, &websocket.DialOptions{Subprotocols: []string{"wsgateway.v1", "other"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	if got := ws.Subprotocol(); got != "wsgateway.v1" {
+		t.Errorf("subprotocol = %q, want the one $connect chose", got)
+	}
 }

@@ -65,7 +65,11 @@ func (e *Emulator) connectEvent(c *conn, r *http.Request, now time.Time) events.
 func connectHeaders(r *http.Request, sourceIP string) (map[string]string, map[string][]string) {
 	h := r.Header.Clone()
 	h.Set("Host", r.Host)
-	h.Add("X-Forwarded-For", sourceIP)
+	forwarded := sourceIP
+	if prior := h.Get("X-Forwarded-For"); prior != "" {
+		forwarded = prior + ", " + sourceIP
+	}
+	h.Set("X-Forwarded-For", forwarded)
 	proto := "http"
 	if r.TLS != nil {
 		proto = "https"
