@@ -23,6 +23,7 @@ import (
 	"github.com/wsgateway/wsgateway/internal/publisher"
 	"github.com/wsgateway/wsgateway/internal/store"
 	"github.com/wsgateway/wsgateway/internal/wsproto"
+	"github.com/wsgateway/wsgateway/web"
 )
 
 // Stack is a devstack whose listeners are bound; Run serves it.
@@ -80,6 +81,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Stack, erro
 		HTTP:    s.http,
 		Service: publisher.NewService(fan, st),
 		Ready:   st.Ping,
+		Pages:   web.Handler(web.Config{WebSocketURL: "ws://" + s.WSAddr + "/"}),
 		Log:     log,
 	}
 	return s, nil

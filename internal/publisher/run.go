@@ -11,6 +11,8 @@ import (
 
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/wsgateway/wsgateway/gen"
 )
 
 // DefaultDrainTimeout bounds graceful stop: in-flight publishes get this
@@ -102,6 +104,10 @@ func serveHTTP(s *http.Server, lis net.Listener) error {
 func routes(gw http.Handler, ready func(context.Context) error, pages http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", gw)
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(gen.OpenAPI)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})
