@@ -14,6 +14,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/coder/websocket"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/wsgateway/wsgateway/internal/wsproto"
 )
@@ -53,8 +54,10 @@ func (c *conn) touch() { c.lastActive.Store(time.Now().UnixNano()) }
 
 // upgrade runs $connect and, if it accepts, the connection.
 func (e *Emulator) upgrade(w http.ResponseWriter, r *http.Request) {
-	// A plain GET (a browser tab, a probe) must not reach $connect.
-	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+	// Like API Gateway, check the handshake before $connect: a plain GET (a
+	// browser tab, a probe) must not reach it.
+	if !isHandshake(r) {
+		w.Header().Set("Sec-WebSocket-Version", "13")
 		http.Error(w, "this is a WebSocket endpoint: connect with ws://", http.StatusUpgradeRequired)
 		return
 	}
@@ -105,19 +108,30 @@ func (e *Emulator) upgrade(w http.ResponseWriter, r *http.Request) {
 	e.serve(c)
 }
 
+// isHandshake reports whether r is a well-formed WebSocket opening
+// handshake (RFC 6455, section 4.2.1).
+func isHandshake(r *http.Request) bool {
+	return r.Method == http.MethodGet &&
+		httpguts.HeaderValuesContainsToken(r.Header["Connection"], "upgrade") &&
+		httpguts.HeaderValuesContainsToken(r.Header["Upgrade"], "websocket") &&
+		r.Header.Get("Sec-WebSocket-Version") == "13" &&
+		r.Header.Get("Sec-WebSocket-Key") != ""
+}
+
 // connectRefusal returns the status that refuses the upgrade, or 0 to
 // accept it.
 func connectRefusal(resp events.APIGatewayProxyResponse, err error) int {
-	switch {
+	switch code := resp.StatusCode; {
 	case err != nil:
 		return http.StatusInternalServerError
-	case resp.StatusCode == 0:
-		// No status is a malformed proxy response to API Gateway.
+	case code >= 200 && code <= 299:
+		return 0
+	case code >= 300 && code <= 599:
+		return code
+	default:
+		// No status (or a nonsense one) is a malformed proxy response.
 		return http.StatusBadGateway
-	case resp.StatusCode < 200 || resp.StatusCode > 299:
-		return resp.StatusCode
 	}
-	return 0
 }
 
 func sourceIP(r *http.Request) string {

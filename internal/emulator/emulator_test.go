@@ -340,6 +340,8 @@ func TestConnectRefusal(t *testing.T) {
 		{"forbidden", events.APIGatewayProxyResponse{StatusCode: http.StatusForbidden}, nil, http.StatusForbidden},
 		{"handler error", events.APIGatewayProxyResponse{}, errors.New("boom"), http.StatusInternalServerError},
 		{"no status code", events.APIGatewayProxyResponse{}, nil, http.StatusBadGateway},
+		{"invalid status code", events.APIGatewayProxyResponse{StatusCode: 42}, nil, http.StatusBadGateway},
+		{"informational status code", events.APIGatewayProxyResponse{StatusCode: http.StatusSwitchingProtocols}, nil, http.StatusBadGateway},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -383,19 +385,46 @@ func TestWithoutConnectRouteEveryoneIsAccepted(t *testing.T) {
 	}
 }
 
-func TestPlainGetIsNotAConnection(t *testing.T) {
+func TestMalformedHandshakeNeverReachesConnect(t *testing.T) {
 	t.Parallel()
 	a := newTestAPI(t, emulator.Config{})
-	resp, err := http.Get("http" + strings.TrimPrefix(a.wsURL, "ws") + "/")
-	if err != nil {
-		t.Fatal(err)
+	handshake := http.Header{
+		"Connection":            {"Upgrade"},
+		"Upgrade":               {"websocket"},
+		"Sec-Websocket-Version": {"13"},
+		"Sec-Websocket-Key":     {"dGhlIHNhbXBsZSBub25jZQ=="},
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusUpgradeRequired {
-		t.Errorf("status = %d, want %d", resp.StatusCode, http.StatusUpgradeRequired)
+	tests := []struct {
+		name   string
+		method string
+		drop   string // header left out
+	}{
+		{"plain GET", http.MethodGet, "Upgrade"},
+		{"not an upgrade connection", http.MethodGet, "Connection"},
+		{"no version", http.MethodGet, "Sec-Websocket-Version"},
+		{"no key", http.MethodGet, "Sec-Websocket-Key"},
+		{"POST", http.MethodPost, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			req, err := http.NewRequest(tt.method, "http"+strings.TrimPrefix(a.wsURL, "ws")+"/", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header = handshake.Clone()
+			req.Header.Del(tt.drop)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusUpgradeRequired {
+				t.Errorf("status = %d, want %d", resp.StatusCode, http.StatusUpgradeRequired)
+			}
+		})
 	}
 	a.emu.Close()
-	assertNone(t, a.connects, "$connect for a plain GET")
+	assertNone(t, a.connects, "$connect for a malformed handshake")
 }
 
 func TestConnectChoosesTheSubprotocol(t *testing.T) {
