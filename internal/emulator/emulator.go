@@ -98,20 +98,17 @@ func New(cfg Config) *Emulator {
 	e := &Emulator{
 		routes:       maps.Clone(cfg.Routes),
 		mocks:        maps.Clone(cfg.MockRoutes),
-		stage:        cfg.Stage,
+		stage:        strings.Trim(cfg.Stage, "/"),
 		apiID:        cmp.Or(cfg.APIID, "local"),
 		idleTimeout:  cmp.Or(cfg.IdleTimeout, defaultIdleTimeout),
 		maxDuration:  cmp.Or(cfg.MaxConnectionDuration, defaultMaxConnectionDuration),
 		writeTimeout: cmp.Or(cfg.WriteTimeout, defaultWriteTimeout),
-		log:          cfg.Logger,
+		log:          cmp.Or(cfg.Logger, slog.Default()),
 		conns:        make(map[string]*conn),
 	}
 	maps.DeleteFunc(e.routes, func(_ string, h Handler) bool { return h == nil })
 	if e.stage != "" {
 		e.prefix = "/" + e.stage
-	}
-	if e.log == nil {
-		e.log = slog.Default()
 	}
 	return e
 }
