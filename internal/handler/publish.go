@@ -93,7 +93,7 @@ func (p *Publish) Handle(ctx context.Context, payload json.RawMessage) (any, err
 func (p *Publish) batch(ctx context.Context, ev events.SQSEvent) events.SQSEventResponse {
 	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
 	for i, rec := range ev.Records {
-		log := p.log.With("sqsMessageId", rec.MessageId)
+		log := p.log.With("sqs_message_id", rec.MessageId)
 		_, err := p.publish(ctx, log, []byte(rec.Body))
 		if err == nil || errors.Is(err, fanout.ErrInvalid) {
 			continue // an invalid record was logged by publish
@@ -126,7 +126,7 @@ func (p *Publish) publish(ctx context.Context, log *slog.Logger, body []byte) (f
 	case err != nil:
 		log.ErrorContext(ctx, "publish failed", "err", err)
 	default:
-		log.InfoContext(ctx, "published", "messageId", res.MessageID, "delivered", res.Delivered, "gone", res.Gone, "failed", res.Failed)
+		log.InfoContext(ctx, "published", "message_id", res.MessageID, "delivered", res.Delivered, "gone", res.Gone, "failed", res.Failed)
 	}
 	return res, err
 }

@@ -11,9 +11,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
+	"github.com/wsgateway/wsgateway/internal/apigw"
 	"github.com/wsgateway/wsgateway/internal/fanout"
 	"github.com/wsgateway/wsgateway/internal/store"
 	"github.com/wsgateway/wsgateway/internal/wsproto"
@@ -245,9 +247,78 @@ func TestPublishLogsNoPayload(t *testing.T) {
 	if strings.Contains(out, "s3cr3t") {
 		t.Errorf("logs contain message data:\n%s", out)
 	}
-	for _, want := range []string{`"topic":"orders.1"`, `"messageId":"id-orders.1"`, `"sqsMessageId":"m2"`, `"sqsMessageId":"m3"`} {
+	for _, want := range []string{`"topic":"orders.1"`, `"message_id":"id-orders.1"`, `"sqs_message_id":"m2"`, `"sqs_message_id":"m3"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("logs lack %s:\n%s", want, out)
 		}
+	}
+}
+
+// poster stands in for API Gateway's management API: connections named
+// "gone-*" have closed (410).
+type poster struct {
+	mu    sync.Mutex
+	posts map[string][]byte
+}
+
+func (p *poster) PostToConnection(_ context.Context, id string, data []byte) error {
+	if strings.HasPrefix(id, "gone-") {
+		return fmt.Errorf("post to %s: %w", id, apigw.ErrGone)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.posts[id] = data
+	return nil
+}
+
+// The publish Lambda's wiring end to end, but for the network: the real
+// fan-out over the in-memory store, SQS records in, envelopes out.
+func TestPublishThroughFanout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	mem := store.NewMemory()
+	for _, id := range []string{"c1", "c2", "gone-1"} {
+		if err := mem.PutConnection(ctx, store.Connection{ID: id, ConnectedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := mem.Subscribe(ctx, id, []string{"orders.1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post := &poster{posts: map[string][]byte{}}
+	f := fanout.New(mem, post, fanout.Options{Logger: discard()})
+	p := NewPublish(f, discard())
+
+	got, err := p.Handle(ctx, sqsEvent(t, queueARN,
+		sqsRecord{"m1", `{"topic":"orders.1","data":{"id":1},"attributes":{"kind":"created"}}`},
+		sqsRecord{"m2", `{"topic":"orders.1"}`},               // no data
+		sqsRecord{"m3", `{"topic":"orders.1","data":{"id":}`}, // not JSON
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failures := got.(events.SQSEventResponse).BatchItemFailures; len(failures) != 0 {
+		t.Errorf("batch item failures %+v, want none: invalid records are dropped", failures)
+	}
+	if len(post.posts) != 2 {
+		t.Fatalf("posted to %d connections, want c1 and c2", len(post.posts))
+	}
+	var m wsproto.Message
+	if err := json.Unmarshal(post.posts["c1"], &m); err != nil {
+		t.Fatal(err)
+	}
+	if m.Type != "message" || m.Topic != "orders.1" || string(m.Data) != `{"id":1}` || m.Attributes["kind"] != "created" || m.ID == "" {
+		t.Errorf("envelope %s, want the published message", post.posts["c1"])
+	}
+	if _, err := mem.GetConnection(ctx, "gone-1"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("gone connection still recorded (err %v)", err)
+	}
+
+	res, err := p.Handle(ctx, json.RawMessage(`{"topic":"orders.1","data":"again"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, ok := res.(PublishResponse); !ok || r.MessageID == "" || r != (PublishResponse{MessageID: r.MessageID, Delivered: 2}) {
+		t.Errorf("response %#v, want 2 delivered under a message id", res)
 	}
 }

@@ -1,0 +1,48 @@
+package handler
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+
+	"github.com/aws/aws-lambda-go/lambda"
+
+	"github.com/wsgateway/wsgateway/internal/store"
+)
+
+// The handlers as the Lambda runtime calls them: lambda.Start accepts their
+// signatures, decodes the event JSON and encodes what they return.
+func TestLambdaRuntime(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	mem := store.NewMemory()
+	routes := NewRoutes(mem, discard())
+	publish := NewPublish(&fakeFanout{}, discard())
+	subscribe, _ := json.Marshal(message(t, "subscribe", `{"action":"subscribe","topic":"news"}`))
+
+	tests := []struct {
+		name    string
+		handler any
+		event   []byte
+		want    string
+	}{
+		{"$connect", routes.Connect, []byte(connectEvent), `{"statusCode":200,"headers":null,"multiValueHeaders":null,"body":""}`},
+		{"subscribe", routes.Subscribe, subscribe, `{"statusCode":200,"headers":null,"multiValueHeaders":null,"body":"{\"type\":\"subscribed\",\"topics\":[\"news\"]}"}`},
+		{"publish, direct", publish.Handle, []byte(`{"topic":"news","data":[1,2]}`), `{"messageId":"id-news","delivered":2,"gone":1,"failed":0}`},
+		{
+			"publish, SQS", publish.Handle,
+			sqsEvent(t, queueARN, sqsRecord{"m1", `{"topic":"down.1","data":1}`}, sqsRecord{"m2", `{"topic":"news","data":1}`}),
+			`{"batchItemFailures":[{"itemIdentifier":"m1"}]}`,
+		},
+	}
+	// Sequential: subscribe needs the connection $connect records.
+	for _, tt := range tests {
+		got, err := lambda.NewHandler(tt.handler).Invoke(ctx, tt.event)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if string(got) != tt.want {
+			t.Errorf("%s answered\n%s\nwant\n%s", tt.name, got, tt.want)
+		}
+	}
+}
