@@ -26,7 +26,7 @@ vet:
 lint:
 	$(BUF) lint
 
-generate: ## regenerate gen/ from proto/ (offline, local plugins)
+generate: node_modules/.package-lock.json ## regenerate gen/ from proto/ (offline, local plugins)
 	$(BUF) generate
 
 check-generate: generate ## fail if gen/ is stale
