@@ -5,13 +5,36 @@
 package fanout
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/wsgateway/wsgateway/internal/apigw"
+	"github.com/wsgateway/wsgateway/internal/store"
+	"github.com/wsgateway/wsgateway/internal/wsproto"
 )
 
 // ErrInvalid marks a message the caller must fix (bad topic, no data,
 // envelope over 128 KB). Errors wrap it with the detail.
 var ErrInvalid = errors.New("invalid message")
+
+// Limits a message must stay within. The envelope limit is API Gateway's;
+// the attribute limits are ours, to keep attributes the small routing
+// metadata they are meant to be rather than a second payload.
+const (
+	MaxEnvelopeBytes       = 131072
+	MaxAttributes          = 64
+	MaxAttributeKeyBytes   = 128
+	MaxAttributeValueBytes = 1024
+)
 
 // Message is what a backend publishes.
 type Message struct {
@@ -26,4 +49,345 @@ type Result struct {
 	Delivered int
 	Gone      int
 	Failed    int
+}
+
+// Subscribers is what the fan-out reads subscribers from and forgets gone
+// connections in; store.Store satisfies it.
+type Subscribers interface {
+	Subscribers(ctx context.Context, topic string, limit int, pageToken string) (store.Page, error)
+	DeleteConnection(ctx context.Context, connectionID string) error
+}
+
+// Poster posts one message to one connection; *apigw.Client satisfies it.
+// The fan-out branches on apigw's sentinel errors.
+type Poster interface {
+	PostToConnection(ctx context.Context, connectionID string, data []byte) error
+}
+
+// Defaults for the zero Options fields.
+const (
+	DefaultConcurrency = 32
+	DefaultPageSize    = 1000
+	DefaultMaxAttempts = 3
+	DefaultBaseBackoff = 50 * time.Millisecond
+	DefaultMaxBackoff  = time.Second
+	DefaultCallTimeout = 5 * time.Second
+)
+
+// Options tune a Fanout. Zero (or negative) fields take the defaults above.
+type Options struct {
+	// Concurrency is how many posts of one publish are in flight at once.
+	// Keep it at or below apigw.MaxIdleConnsPerHost so posts reuse
+	// connections.
+	Concurrency int
+	// PageSize is how many subscribers are read per store page.
+	PageSize int
+	// MaxAttempts bounds the posts to one connection, first try included.
+	MaxAttempts int
+	// Retries wait a random time in [0, min(MaxBackoff, BaseBackoff·2^n)).
+	BaseBackoff, MaxBackoff time.Duration
+	// CallTimeout bounds each post and each cleanup of a gone connection.
+	CallTimeout time.Duration
+	Logger      *slog.Logger     // default slog.Default()
+	Now         func() time.Time // default time.Now; the envelope's publishTime
+	NewID       func() string    // default a random UUIDv4; the message id
+}
+
+func (o Options) withDefaults() Options {
+	if o.Concurrency <= 0 {
+		o.Concurrency = DefaultConcurrency
+	}
+	if o.PageSize <= 0 {
+		o.PageSize = DefaultPageSize
+	}
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = DefaultMaxAttempts
+	}
+	if o.BaseBackoff <= 0 {
+		o.BaseBackoff = DefaultBaseBackoff
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = DefaultMaxBackoff
+	}
+	if o.CallTimeout <= 0 {
+		o.CallTimeout = DefaultCallTimeout
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.NewID == nil {
+		o.NewID = newID
+	}
+	return o
+}
+
+// Fanout publishes messages to a topic's subscribers. It is safe for
+// concurrent use; each Publish runs its own bounded pool of workers.
+type Fanout struct {
+	subs   Subscribers
+	poster Poster
+	opts   Options
+}
+
+// New returns a Fanout that reads subscribers from subs and posts with poster.
+func New(subs Subscribers, poster Poster, opts Options) *Fanout {
+	return &Fanout{subs: subs, poster: poster, opts: opts.withDefaults()}
+}
+
+// Validate reports what is wrong with m, if anything, wrapping ErrInvalid.
+// Publish calls it too; it is exported so that an edge can refuse early.
+// It cannot see the envelope limit, which depends on the encoded envelope.
+func Validate(m Message) error {
+	if err := wsproto.ValidateTopic(m.Topic); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if len(m.Data) == 0 {
+		return fmt.Errorf("%w: data is required", ErrInvalid)
+	}
+	if !json.Valid(m.Data) {
+		return fmt.Errorf("%w: data is not valid JSON", ErrInvalid)
+	}
+	if n := len(m.Attributes); n > MaxAttributes {
+		return fmt.Errorf("%w: %d attributes, at most %d allowed", ErrInvalid, n, MaxAttributes)
+	}
+	// Sorted, so that the same message always gets the same complaint.
+	for _, k := range slices.Sorted(maps.Keys(m.Attributes)) {
+		v := m.Attributes[k]
+		switch {
+		case k == "":
+			return fmt.Errorf("%w: attribute key is empty", ErrInvalid)
+		case len(k) > MaxAttributeKeyBytes:
+			return fmt.Errorf("%w: attribute key %.40q is %d bytes, at most %d allowed", ErrInvalid, k, len(k), MaxAttributeKeyBytes)
+		case !utf8.ValidString(k):
+			return fmt.Errorf("%w: attribute key %q is not valid UTF-8", ErrInvalid, k)
+		case len(v) > MaxAttributeValueBytes:
+			return fmt.Errorf("%w: attribute %q is %d bytes, at most %d allowed", ErrInvalid, k, len(v), MaxAttributeValueBytes)
+		case !utf8.ValidString(v):
+			return fmt.Errorf("%w: attribute %q is not valid UTF-8", ErrInvalid, k)
+		}
+	}
+	return nil
+}
+
+// Publish posts m to every subscriber of its topic and counts the outcomes.
+//
+// Each subscriber gets the same envelope bytes, encoded once. A connection
+// that is gone (410) is deleted from the store with all its subscriptions.
+// Throttling, 5xx, timeouts and transport errors are retried with jittered
+// backoff up to MaxAttempts; a post that timed out may have arrived, so a
+// retry can deliver twice (clients dedupe by message id).
+//
+// Publish returns an error only when m is invalid (ErrInvalid; nothing read
+// or posted) or subscribers could not be read (wrapping store.ErrUnavailable,
+// or ctx's error if ctx ended the read). A failure on the first page means
+// nothing was posted; on a later page, the Result counts what was.
+//
+// ctx bounds the whole publish. When it ends after the first page was read,
+// posting stops, every subscriber read but not delivered counts as Failed,
+// and the Result comes back with a nil error: the caller knows its own
+// deadline, and the counts say what it cost. No goroutine outlives Publish.
+func (f *Fanout) Publish(ctx context.Context, m Message) (Result, error) {
+	if err := Validate(m); err != nil {
+		return Result{}, err
+	}
+	id := f.opts.NewID()
+	envelope, err := wsproto.EncodeMessage(wsproto.Message{
+		Topic:       m.Topic,
+		ID:          id,
+		Data:        m.Data,
+		Attributes:  m.Attributes,
+		PublishTime: f.opts.Now(),
+	})
+	if err != nil {
+		return Result{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if len(envelope) > MaxEnvelopeBytes {
+		return Result{}, fmt.Errorf("%w: envelope is %d bytes, API Gateway's limit is %d", ErrInvalid, len(envelope), MaxEnvelopeBytes)
+	}
+
+	page, err := f.subs.Subscribers(ctx, m.Topic, f.opts.PageSize, "")
+	if err != nil {
+		return Result{MessageID: id}, lookupError(ctx, m.Topic, err)
+	}
+	p := &publish{
+		Fanout:   f,
+		envelope: envelope,
+		log:      f.opts.Logger.With("topic", m.Topic, "message_id", id),
+	}
+	res, err := p.run(ctx, m.Topic, page)
+	res.MessageID = id
+	return res, err
+}
+
+// publish is one Publish call in progress.
+type publish struct {
+	*Fanout
+	envelope []byte
+	log      *slog.Logger
+}
+
+// run feeds connection ids, page after page, to a fixed pool of workers, so
+// that reading the next page overlaps posting the current one.
+func (p *publish) run(ctx context.Context, topic string, page store.Page) (Result, error) {
+	workers := p.opts.Concurrency
+	if page.NextToken == "" {
+		workers = min(workers, len(page.Subscriptions))
+	}
+	jobs := make(chan string)
+	tallies := make([]Result, workers) // one per worker: no shared counters
+	var wg sync.WaitGroup
+	for i := range workers {
+		wg.Go(func() {
+			for connID := range jobs {
+				tallies[i].add(p.deliver(ctx, connID))
+			}
+		})
+	}
+
+	var res Result
+	var err error
+feed:
+	for {
+		for i, s := range page.Subscriptions {
+			select {
+			case jobs <- s.ConnectionID:
+			case <-ctx.Done():
+				res.Failed += len(page.Subscriptions) - i
+				break feed
+			}
+		}
+		if page.NextToken == "" {
+			break
+		}
+		page, err = p.subs.Subscribers(ctx, topic, p.opts.PageSize, page.NextToken)
+		if err != nil {
+			if ctx.Err() != nil {
+				err = nil // the deadline, not the store: see Publish
+			} else {
+				err = lookupError(ctx, topic, err)
+			}
+			break
+		}
+	}
+	close(jobs)
+	wg.Wait()
+
+	for _, t := range tallies {
+		res.Delivered += t.Delivered
+		res.Gone += t.Gone
+		res.Failed += t.Failed
+	}
+	if ctx.Err() != nil {
+		p.log.Warn("fanout: publish ended by its context", "err", ctx.Err(),
+			"delivered", res.Delivered, "gone", res.Gone, "failed", res.Failed)
+	}
+	return res, err
+}
+
+type outcome int
+
+const (
+	delivered outcome = iota
+	gone
+	failed
+)
+
+func (r *Result) add(o outcome) {
+	switch o {
+	case delivered:
+		r.Delivered++
+	case gone:
+		r.Gone++
+	case failed:
+		r.Failed++
+	}
+}
+
+// deliver posts the envelope to one connection, retrying what may pass.
+func (p *publish) deliver(ctx context.Context, connID string) outcome {
+	for attempt := 1; ; attempt++ {
+		if ctx.Err() != nil {
+			return failed
+		}
+		err := p.post(ctx, connID)
+		switch {
+		case err == nil:
+			return delivered
+		case errors.Is(err, apigw.ErrGone):
+			p.forget(ctx, connID)
+			return gone
+		case ctx.Err() != nil:
+			return failed // counted in run's summary, not logged one by one
+		case !retryable(err) || attempt >= p.opts.MaxAttempts:
+			p.log.Warn("fanout: post failed", "connection_id", connID, "attempts", attempt, "err", err)
+			return failed
+		}
+		if !sleep(ctx, p.backoff(attempt)) {
+			return failed
+		}
+	}
+}
+
+func (p *publish) post(ctx context.Context, connID string) error {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
+	defer cancel()
+	return p.poster.PostToConnection(ctx, connID, p.envelope)
+}
+
+// forget deletes a gone connection and all its subscriptions, so later
+// publishes stop posting to it. A failure only costs a wasted post next
+// time: the item's TTL removes it eventually.
+func (p *publish) forget(ctx context.Context, connID string) {
+	ctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
+	defer cancel()
+	if err := p.subs.DeleteConnection(ctx, connID); err != nil {
+		p.log.Warn("fanout: delete gone connection", "connection_id", connID, "err", err)
+	}
+}
+
+// retryable reports whether another attempt may succeed. A per-call timeout
+// shows as context.DeadlineExceeded while the publish's ctx is still live.
+func retryable(err error) bool {
+	return errors.Is(err, apigw.ErrThrottled) ||
+		errors.Is(err, apigw.ErrServer) ||
+		errors.Is(err, apigw.ErrUnreachable) ||
+		errors.Is(err, context.DeadlineExceeded)
+}
+
+// backoff is "full jitter": uniform in [0, min(MaxBackoff, BaseBackoff·2^(attempt-1))),
+// which spreads the retries of many connections throttled at once.
+func (p *publish) backoff(attempt int) time.Duration {
+	ceiling := p.opts.BaseBackoff
+	for i := 1; i < attempt && ceiling < p.opts.MaxBackoff; i++ {
+		ceiling *= 2
+	}
+	return rand.N(min(ceiling, p.opts.MaxBackoff))
+}
+
+// sleep waits d or until ctx ends, reporting whether it waited d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// lookupError makes a failed subscriber read one the edge can map: ctx's own
+// error if that is what ended the read, store.ErrUnavailable otherwise.
+func lookupError(ctx context.Context, topic string, err error) error {
+	cause := store.ErrUnavailable
+	if ctx.Err() != nil {
+		cause = ctx.Err()
+	}
+	if !errors.Is(err, cause) {
+		err = fmt.Errorf("%w: %w", cause, err)
+	}
+	return fmt.Errorf("read subscribers of %q: %w", topic, err)
 }
