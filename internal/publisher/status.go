@@ -16,7 +16,8 @@ var errInvalidRequest = errors.New("invalid request")
 
 // statusTable is the one translation from domain errors to gRPC codes;
 // grpc-gateway maps those codes to HTTP statuses (400, 503, 504, …).
-// A fixed message replaces the error text where that text would describe
+// The first match wins: a deadline that cut a store call is the caller's
+// deadline, not an outage. A fixed message replaces the error text where that text would describe
 // the backend (endpoints, AWS request ids) rather than the caller's mistake.
 var statusTable = []struct {
 	err     error
@@ -27,9 +28,9 @@ var statusTable = []struct {
 	{fanout.ErrInvalid, codes.InvalidArgument, ""},
 	{store.ErrInvalidArgument, codes.InvalidArgument, ""},
 	{store.ErrInvalidPageToken, codes.InvalidArgument, "invalid page_token: pass next_page_token from the previous page unchanged"},
-	{store.ErrUnavailable, codes.Unavailable, "subscriber store unavailable, retry with backoff"},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, "deadline exceeded"},
 	{context.Canceled, codes.Canceled, "canceled"},
+	{store.ErrUnavailable, codes.Unavailable, "subscriber store unavailable, retry with backoff"},
 }
 
 // toStatus converts err for the wire. Errors the caller can act on keep
