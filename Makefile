@@ -6,7 +6,7 @@ SHELL := /bin/bash
 # force pre-release versions of protobuf on the product. The protoc plugins
 # are go.mod tools, so their versions match the runtime libraries.
 BUF := go run github.com/bufbuild/buf/cmd/buf@v1.75.0
-LAMBDAS := $(notdir $(wildcard lambdas/*))
+LAMBDAS := $(patsubst lambdas/%/main.go,%,$(wildcard lambdas/*/main.go))
 # The exact flags of the Lambda and container builds (the Dockerfile uses the same).
 GO_BUILD_FLAGS := -trimpath -ldflags="-s -w"
 
