@@ -10,18 +10,25 @@ LAMBDAS := $(patsubst lambdas/%/main.go,%,$(wildcard lambdas/*/main.go))
 # The exact flags of the Lambda and container builds (the Dockerfile uses the same).
 GO_BUILD_FLAGS := -trimpath -ldflags="-s -w"
 
-.PHONY: run test generate check-generate lint vet unit lambdas build clean
+.PHONY: run test generate check-generate lint vet unit web-check screenshot lambdas build clean
 
 run: ## start the devstack: emulated API Gateway, handlers, publisher, in-memory store
 	go run ./services/devstack
 
-test: node_modules/.package-lock.json vet lint check-generate unit lambdas ## everything CI runs
+test: node_modules/.package-lock.json vet lint check-generate web-check unit lambdas ## everything CI runs
 
 unit:
 	go test -race -count=1 ./...
 
 vet:
 	go vet ./...
+
+web-check: node_modules/.package-lock.json ## type-check web/ (JSDoc, no build step) and unit-test the browser client
+	node_modules/.bin/tsc -p web
+	node --test --test-reporter=spec web/test/
+
+screenshot: ## docs/demo.png: the demo page at laptop size, taken by the browser test
+	WSGATEWAY_SCREENSHOT=$(CURDIR)/docs/demo.png go test -count=1 -run 'TestBrowser/demo_page$$' ./internal/devstack/
 
 lint:
 	$(BUF) lint
