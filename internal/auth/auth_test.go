@@ -1,0 +1,140 @@
+package auth
+
+import (
+	"encoding/base64"
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+const secret = "0123456789abcdef0123456789abcdef"
+
+var now = time.Date(2026, 11, 27, 12, 0, 0, 0, time.UTC)
+
+func sign(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClaims) string {
+	t.Helper()
+	s, err := jwt.NewWithClaims(method, claims).SignedString(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestVerify(t *testing.T) {
+	t.Parallel()
+	tokens := NewTokens(secret, func() time.Time { return now })
+	valid := jwt.MapClaims{"sub": "user-1", "exp": now.Add(time.Hour).Unix(), "topics": []string{"orders.*", "news"}}
+	with := func(k string, v any) jwt.MapClaims {
+		c := jwt.MapClaims{}
+		for kk, vv := range valid {
+			c[kk] = vv
+		}
+		if v == nil {
+			delete(c, k)
+		} else {
+			c[k] = v
+		}
+		return c
+	}
+	b64 := base64.RawURLEncoding.EncodeToString
+	unsignedNone := b64([]byte(`{"alg":"none","typ":"JWT"}`)) + "." + b64([]byte(`{"sub":"x","exp":9999999999,"topics":["*"]}`)) + "."
+	// HS256 signature but a header claiming RS256: algorithm confusion.
+	hsAsRS := func() string {
+		good := sign(t, jwt.SigningMethodHS256, []byte(secret), valid)
+		parts := strings.Split(good, ".")
+		parts[0] = b64([]byte(`{"alg":"RS256","typ":"JWT"}`))
+		return strings.Join(parts, ".")
+	}()
+
+	for _, tc := range []struct {
+		name, token, reason string
+	}{
+		{"valid", sign(t, jwt.SigningMethodHS256, []byte(secret), valid), ""},
+		{"empty", "", "no token"},
+		{"garbage", "not.a.jwt", "malformed"},
+		{"wrong secret", sign(t, jwt.SigningMethodHS256, []byte("another-secret-of-32-bytes......"), valid), "bad signature"},
+		{"alg none", unsignedNone, "algorithm"},
+		{"HS512 with the same secret", sign(t, jwt.SigningMethodHS512, []byte(secret), valid), "algorithm"},
+		{"RS256 header", hsAsRS, "algorithm"},
+		{"expired", sign(t, jwt.SigningMethodHS256, []byte(secret), with("exp", now.Add(-time.Minute).Unix())), "expired"},
+		{"no exp", sign(t, jwt.SigningMethodHS256, []byte(secret), with("exp", nil)), "no exp"},
+		{"not yet valid", sign(t, jwt.SigningMethodHS256, []byte(secret), with("nbf", now.Add(time.Hour).Unix())), "not valid yet"},
+		{"no sub", sign(t, jwt.SigningMethodHS256, []byte(secret), with("sub", nil)), "no sub"},
+		{"bad topic pattern", sign(t, jwt.SigningMethodHS256, []byte(secret), with("topics", []string{"a b"})), "topics claim"},
+		{"star in the middle", sign(t, jwt.SigningMethodHS256, []byte(secret), with("topics", []string{"a*b"})), "topics claim"},
+		{"topics not a list", sign(t, jwt.SigningMethodHS256, []byte(secret), with("topics", "news")), "malformed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := tokens.Verify(tc.token)
+			if tc.reason == "" {
+				if err != nil {
+					t.Fatalf("Verify: %v", err)
+				}
+				if c.Subject != "user-1" || !slices.Equal(c.Topics, []string{"orders.*", "news"}) {
+					t.Fatalf("claims = %+v", c)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidToken) || !strings.Contains(err.Error(), tc.reason) {
+				t.Fatalf("Verify = %v, want ErrInvalidToken saying %q", err, tc.reason)
+			}
+			if tc.token != "" && strings.Contains(err.Error(), tc.token) {
+				t.Fatalf("error quotes the token: %v", err)
+			}
+		})
+	}
+}
+
+func TestMintVerifies(t *testing.T) {
+	t.Parallel()
+	tokens := NewTokens(secret, func() time.Time { return now })
+	tok, err := tokens.Mint("dev", []string{"*"}, time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := tokens.Verify(tok)
+	if err != nil || c.Subject != "dev" || !slices.Equal(c.Topics, []string{"*"}) {
+		t.Fatalf("Verify(Mint) = %+v, %v", c, err)
+	}
+	later := NewTokens(secret, func() time.Time { return now.Add(2 * time.Hour) })
+	if _, err := later.Verify(tok); !errors.Is(err, ErrInvalidToken) {
+		t.Fatalf("a token past its ttl verified: %v", err)
+	}
+	for _, bad := range []struct {
+		sub    string
+		topics []string
+		ttl    time.Duration
+	}{{"", nil, time.Hour}, {"x", []string{"bad topic"}, time.Hour}, {"x", nil, 0}} {
+		if _, err := tokens.Mint(bad.sub, bad.topics, bad.ttl, now); err == nil {
+			t.Errorf("Mint(%q, %q, %v) succeeded", bad.sub, bad.topics, bad.ttl)
+		}
+	}
+}
+
+func TestAPIKeys(t *testing.T) {
+	t.Parallel()
+	keys := NewAPIKeys([]string{"k-one", "k-two"})
+	for header, want := range map[string]bool{
+		"Bearer k-one":  true,
+		"Bearer k-two":  true,
+		"bearer k-two":  true,
+		"Bearer k-on":   false,
+		"Bearer k-one2": false,
+		"Bearer ":       false,
+		"k-one":         false,
+		"Basic k-one":   false,
+		"":              false,
+	} {
+		if got := keys.CheckAuthorization(header); got != want {
+			t.Errorf("CheckAuthorization(%q) = %v, want %v", header, got, want)
+		}
+	}
+	if NewAPIKeys(nil).CheckAuthorization("Bearer anything") {
+		t.Error("an empty key set accepted a key")
+	}
+}

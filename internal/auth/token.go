@@ -1,0 +1,149 @@
+// Package auth holds wsgateway's two credentials: connect tokens that let a
+// browser open a WebSocket and subscribe to some topics, and API keys that
+// let a backend publish.
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+
+	"github.com/wsgateway/wsgateway/internal/wsproto"
+)
+
+// ErrInvalidToken wraps every reason a connect token is refused. The
+// wrapped detail never quotes the token, so it is safe to log.
+var ErrInvalidToken = errors.New("invalid connect token")
+
+// MaxTokenTopics bounds the topics claim so a token cannot make every
+// subscribe check arbitrarily slow.
+const MaxTokenTopics = 100
+
+// Claims are a connect token's claims.
+type Claims struct {
+	jwt.RegisteredClaims
+	// Topics are topic names or prefixes ending in "*" ("orders.*", "*")
+	// the connection may subscribe to.
+	Topics []string `json:"topics"`
+}
+
+// Tokens mints and verifies connect tokens: JWTs signed HS256 with one
+// shared secret (CONNECT_TOKEN_SECRET).
+type Tokens struct {
+	secret []byte
+	parser *jwt.Parser
+}
+
+// NewTokens returns Tokens for secret. now is the clock exp is checked
+// against (time.Now outside tests).
+func NewTokens(secret string, now func() time.Time) *Tokens {
+	return &Tokens{
+		secret: []byte(secret),
+		parser: jwt.NewParser(
+			jwt.WithExpirationRequired(),
+			jwt.WithTimeFunc(now),
+			jwt.WithLeeway(30*time.Second),
+		),
+	}
+}
+
+// Verify checks token's signature, algorithm, expiry and claims and
+// returns the claims.
+func (t *Tokens) Verify(token string) (Claims, error) {
+	if token == "" {
+		return Claims{}, fmt.Errorf("%w: no token query parameter", ErrInvalidToken)
+	}
+	var c Claims
+	_, err := t.parser.ParseWithClaims(token, &c, t.key)
+	if err != nil {
+		return Claims{}, fmt.Errorf("%w: %s", ErrInvalidToken, reason(err))
+	}
+	if c.Subject == "" {
+		return Claims{}, fmt.Errorf("%w: no sub claim", ErrInvalidToken)
+	}
+	if err := validatePatterns(c.Topics); err != nil {
+		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	return c, nil
+}
+
+// errAlgorithm: only HS256 is accepted. "none", RS256 with the secret
+// passed off as a public key, and every other algorithm are refused before
+// any signature check.
+var errAlgorithm = errors.New("algorithm not allowed (HS256 only)")
+
+func (t *Tokens) key(tok *jwt.Token) (any, error) {
+	if tok.Method != jwt.SigningMethodHS256 {
+		return nil, errAlgorithm
+	}
+	return t.secret, nil
+}
+
+// Mint signs a token for sub that may subscribe to topics until ttl from
+// now. It validates what it signs, so a minted token always verifies.
+func (t *Tokens) Mint(sub string, topics []string, ttl time.Duration, now time.Time) (string, error) {
+	if sub == "" {
+		return "", errors.New("mint: empty subject")
+	}
+	if ttl <= 0 {
+		return "", errors.New("mint: ttl must be positive")
+	}
+	if err := validatePatterns(topics); err != nil {
+		return "", fmt.Errorf("mint: %w", err)
+	}
+	c := Claims{
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   sub,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+		Topics: topics,
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(t.secret)
+}
+
+// validatePatterns accepts topic names and prefixes ending in "*". An
+// empty list is valid and grants nothing.
+func validatePatterns(patterns []string) error {
+	if len(patterns) > MaxTokenTopics {
+		return fmt.Errorf("topics claim has %d entries, at most %d", len(patterns), MaxTokenTopics)
+	}
+	for _, p := range patterns {
+		if p == "*" {
+			continue
+		}
+		name, wildcard := strings.CutSuffix(p, "*")
+		if wildcard {
+			// A prefix need not be a whole topic ("orders." is fine),
+			// so check it as the start of one.
+			name += "x"
+		}
+		if err := wsproto.ValidateTopic(name); err != nil {
+			return fmt.Errorf("topics claim: %q is neither a topic name nor a prefix ending in *", p)
+		}
+	}
+	return nil
+}
+
+// reason turns jwt's errors into a short phrase without token content.
+func reason(err error) string {
+	switch {
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return "expired"
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return "no exp claim"
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		return "bad signature"
+	case errors.Is(err, errAlgorithm):
+		return errAlgorithm.Error()
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return "not valid yet"
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return "malformed"
+	default:
+		return "rejected"
+	}
+}
