@@ -1,0 +1,360 @@
+package devstack_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/wsgateway/wsgateway/internal/apigw"
+	"github.com/wsgateway/wsgateway/internal/config"
+	"github.com/wsgateway/wsgateway/web"
+)
+
+// TestBrowser drives the demo page and its client library in a real
+// headless Chromium: against the devstack, and against servers that refuse
+// it. With WSGATEWAY_SCREENSHOT=file.png it also writes a screenshot of the
+// page with messages in it (make screenshot).
+func TestBrowser(t *testing.T) {
+	t.Parallel()
+	browser := startBrowser(t)
+	t.Run("demo page", func(t *testing.T) { testDemoPage(t, browser) })
+	t.Run("refused connection", func(t *testing.T) { testRefusedConnection(t, browser) })
+}
+
+func testDemoPage(t *testing.T, browser context.Context) {
+	e := start(t, map[string]string{"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0"})
+	p := openPage(t, browser, e.http+"/")
+	p.waitText("status", "connected")
+
+	const topic = "orders.eu"
+	p.fill("topic-input", topic)
+	p.click("subscribe-button")
+	first := e.awaitSoleSubscriber(t, topic, "")
+	p.waitFor("the subscription shown as active", fmt.Sprintf(
+		`document.querySelector('[data-testid="subscriptions"] li[data-topic=%q] .badge.ok') !== null`, topic))
+
+	// A backend publishes over REST; the page shows the data and attributes.
+	got := e.restPublish(t, topic, `{"data":{"order":4711,"status":"shipped"},"attributes":{"source":"billing"}}`, http.StatusOK)
+	if got["delivered"] != 1.0 {
+		t.Fatalf("REST publish = %v, want delivered 1: the page's connection", got)
+	}
+	p.waitContains("message-log", `"order": 4711`)
+	p.waitContains("message-log", "source=billing")
+
+	// The page's own publish form goes through the same REST facade.
+	p.fill("publish-data-input", `{"greeting": "hello from the form", "items": [1, 2, 3]}`)
+	p.click("publish-button")
+	p.waitContains("message-log", "hello from the form")
+	p.waitContains("publish-result", "delivered 1 · gone 0 · failed 0")
+
+	if path := os.Getenv("WSGATEWAY_SCREENSHOT"); path != "" {
+		p.screenshot(path)
+	}
+
+	t.Run("bad input is refused with a readable message", func(t *testing.T) {
+		before := p.count(`[data-testid="message-log"] li`)
+		p.fill("publish-data-input", `{"greeting": `)
+		p.click("publish-button")
+		p.waitContains("publish-result", "not valid JSON")
+
+		p.fill("topic-input", "no spaces allowed")
+		p.click("subscribe-button")
+		p.waitContains("topic-error", "not a valid topic")
+		if n := p.count(`[data-testid="subscriptions"] li`); n != 1 {
+			t.Errorf("%d subscriptions listed after a refused subscribe, want 1", n)
+		}
+		p.fill("topic-input", topic)
+
+		// Nothing reached the page: the next message is the only new one.
+		e.restPublish(t, topic, `{"data":"after the bad input"}`, http.StatusOK)
+		p.waitContains("message-log", "after the bad input")
+		if n := p.count(`[data-testid="message-log"] li`); n != before+1 {
+			t.Errorf("message log grew by %d, want 1: the invalid JSON was published", n-before)
+		}
+		if subs := e.subscribers(t, topic); !slices.Equal(subs, []string{first}) {
+			t.Errorf("subscribers of %s = %v, want only the page's [%s]", topic, subs, first)
+		}
+	})
+
+	t.Run("reconnects and resubscribes after the server drops it", func(t *testing.T) {
+		e.deleteConnection(t, first)
+		second := e.awaitSoleSubscriber(t, topic, first)
+		p.waitText("status", "connected")
+		if !slices.Equal(e.stack.Emulator.ConnectionIDs(), []string{second}) {
+			t.Errorf("open connections = %v, want only the page's new one %s", e.stack.Emulator.ConnectionIDs(), second)
+		}
+		e.restPublish(t, topic, `{"data":{"after":"reconnect"}}`, http.StatusOK)
+		p.waitContains("message-log", `"after": "reconnect"`)
+	})
+
+	t.Run("unsubscribe", func(t *testing.T) {
+		p.clickCSS(fmt.Sprintf(`[data-testid="subscriptions"] button[data-topic=%q]`, topic))
+		eventually(t, "the page's subscription removed", func() bool { return len(e.subscribers(t, topic)) == 0 })
+		p.waitFor("the subscription list empty", `document.querySelectorAll('[data-testid="subscriptions"] li').length === 0`)
+	})
+
+	p.noExceptions()
+}
+
+// testRefusedConnection points the page at WebSocket URLs that never
+// connect; the page says so in words, stays usable, and keeps retrying.
+func testRefusedConnection(t *testing.T, browser context.Context) {
+	t.Run("server down", func(t *testing.T) {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.Close() // nothing listens there any more
+		expectRefused(t, browser, "ws://"+l.Addr().String()+"/")
+	})
+
+	t.Run("handshake refused", func(t *testing.T) {
+		// Answers the handshake with 403, as API Gateway does when $connect
+		// refuses a token, and records the tokens it was offered.
+		var mu sync.Mutex
+		var tokens []string
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			mu.Lock()
+			tokens = append(tokens, r.URL.Query().Get("token"))
+			mu.Unlock()
+			http.Error(w, "Forbidden", http.StatusForbidden)
+		}))
+		t.Cleanup(srv.Close)
+		expectRefused(t, browser, "ws"+strings.TrimPrefix(srv.URL, "http")+"/")
+
+		eventually(t, "a retry", func() bool {
+			mu.Lock()
+			defer mu.Unlock()
+			return len(tokens) >= 2
+		})
+		mu.Lock()
+		defer mu.Unlock()
+		if slices.ContainsFunc(tokens, func(s string) bool { return s != "let-me-in" }) {
+			t.Errorf("tokens offered = %q, want the page's ?token= every time", tokens)
+		}
+	})
+}
+
+// expectRefused opens the page, with a token, on a stack whose WebSocket
+// URL is wsURL, and checks it reports the refusal.
+func expectRefused(t *testing.T, browser context.Context, wsURL string) {
+	t.Helper()
+	pages := httptest.NewServer(web.Handler(web.Config{WebSocketURL: wsURL}))
+	t.Cleanup(pages.Close)
+	p := openPage(t, browser, pages.URL+"/?token=let-me-in")
+	p.waitContains("connection-error", "Could not connect to "+wsURL)
+	p.waitContains("status", "retrying in")
+	if s := p.text("status"); strings.Contains(s, "connected") {
+		t.Errorf("status %q while refused reads as connected", s)
+	}
+	if s := p.text("connection-error"); strings.Contains(s, "let-me-in") {
+		t.Errorf("the error message %q shows the token", s)
+	}
+	// The rest of the page still works.
+	p.fill("publish-data-input", "not json")
+	p.click("publish-button")
+	p.waitContains("publish-result", "not valid JSON")
+	p.noExceptions()
+}
+
+// startBrowser starts a headless Chromium for the test and returns its
+// context; tabs are opened from it.
+func startBrowser(t *testing.T) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		// A missing browser fails, never skips: CI must not pass untested.
+		t.Fatalf("the browser test needs Chromium: apt-get install -y chromium (%v)", err)
+	}
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
+		chromedp.ExecPath(path),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.UserDataDir(t.TempDir()),
+	)
+	ctx, cancel := chromedp.NewContext(alloc)
+	t.Cleanup(func() {
+		cancel()
+		cancelAlloc() // waits for the browser to exit and its profile to go
+	})
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("start %s: %v", path, err)
+	}
+	return ctx
+}
+
+// page is one tab of the browser, at laptop size.
+type page struct {
+	t          *testing.T
+	ctx        context.Context
+	mu         sync.Mutex
+	exceptions []string
+}
+
+func openPage(t *testing.T, browser context.Context, url string) *page {
+	t.Helper()
+	tab, cancel := chromedp.NewContext(browser)
+	t.Cleanup(cancel)
+	ctx, cancelTimeout := context.WithTimeout(tab, 30*time.Second)
+	t.Cleanup(cancelTimeout)
+	p := &page{t: t, ctx: ctx}
+	// Listen before the navigation so that no exception is missed.
+	err := chromedp.Listen(ctx, func(ev any) {
+		if ev, ok := ev.(*runtime.EventExceptionThrown); ok {
+			p.mu.Lock()
+			p.exceptions = append(p.exceptions, exceptionText(ev.ExceptionDetails))
+			p.mu.Unlock()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.do(chromedp.EmulateViewport(1280, 800), chromedp.Navigate(url))
+	return p
+}
+
+func (p *page) do(actions ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	if err := chromedp.Do(p.ctx, actions...); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
+func testID(id string) chromedp.CSS { return chromedp.CSS(fmt.Sprintf("[data-testid=%q]", id)) }
+
+func (p *page) fill(id, value string) { p.t.Helper(); p.do(chromedp.SetValue(testID(id), value)) }
+func (p *page) click(id string)       { p.t.Helper(); p.do(chromedp.Click(testID(id))) }
+func (p *page) clickCSS(sel string)   { p.t.Helper(); p.do(chromedp.Click(chromedp.CSS(sel))) }
+
+// text is the element's text as rendered, hidden or not.
+func (p *page) text(id string) string {
+	p.t.Helper()
+	s, err := chromedp.Run(p.ctx, chromedp.TextContent(testID(id)))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return s
+}
+
+func (p *page) count(sel string) int {
+	p.t.Helper()
+	n, err := chromedp.Run(p.ctx, chromedp.Evaluate[int](fmt.Sprintf("document.querySelectorAll(%q).length", sel)))
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	return n
+}
+
+// waitFor polls a JavaScript condition in the page for up to 10 s.
+func (p *page) waitFor(what, js string) {
+	p.t.Helper()
+	if err := p.poll(js); err != nil {
+		p.t.Fatalf("waiting for %s: %v", what, err)
+	}
+}
+
+func (p *page) waitText(id, want string) {
+	p.t.Helper()
+	if err := p.poll(fmt.Sprintf("%s === %q", textJS(id), want)); err != nil {
+		p.t.Fatalf("waiting for %s to read %q: %v; it reads %q", id, want, err, p.text(id))
+	}
+}
+
+func (p *page) waitContains(id, want string) {
+	p.t.Helper()
+	if err := p.poll(fmt.Sprintf("%s.includes(%q)", textJS(id), want)); err != nil {
+		p.t.Fatalf("waiting for %s to contain %q: %v; it reads %q", id, want, err, p.text(id))
+	}
+}
+
+func (p *page) poll(js string) error {
+	_, err := chromedp.Run(p.ctx, chromedp.Poll[chromedp.Void](js,
+		chromedp.WithPollingInterval(20*time.Millisecond), chromedp.WithPollingTimeout(10*time.Second)))
+	return err
+}
+
+func textJS(id string) string {
+	return fmt.Sprintf(`(document.querySelector('[data-testid=%q]')?.textContent ?? "")`, id)
+}
+
+func (p *page) screenshot(path string) {
+	p.t.Helper()
+	png, err := chromedp.Run(p.ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		p.t.Fatal(err)
+	}
+	p.t.Logf("wrote %s", path)
+}
+
+// noExceptions fails on any uncaught exception the page raised.
+func (p *page) noExceptions() {
+	p.t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.exceptions {
+		p.t.Errorf("uncaught exception in the page: %s", e)
+	}
+}
+
+func exceptionText(d *runtime.ExceptionDetails) string {
+	if d.Exception != nil && d.Exception.Description != "" {
+		return d.Exception.Description
+	}
+	return fmt.Sprintf("%s at %s:%d", d.Text, d.URL, d.LineNumber+1)
+}
+
+// awaitSoleSubscriber waits until topic has exactly one subscriber other
+// than not, and returns it.
+func (e *e2e) awaitSoleSubscriber(t *testing.T, topic, not string) string {
+	t.Helper()
+	var id string
+	eventually(t, "one subscriber of "+topic, func() bool {
+		subs := e.subscribers(t, topic)
+		if len(subs) != 1 || subs[0] == not {
+			return false
+		}
+		id = subs[0]
+		return true
+	})
+	return id
+}
+
+// deleteConnection calls the management API's DeleteConnection with the
+// real SDK client, as a backend would on AWS.
+func (e *e2e) deleteConnection(t *testing.T, id string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cfg, err := config.Load(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	awsCfg, err := cfg.AWS(ctx, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := apigw.New(awsCfg, "http://"+e.stack.WSAddr).DeleteConnection(ctx, id); err != nil {
+		t.Fatalf("DeleteConnection(%s): %v", id, err)
+	}
+}
