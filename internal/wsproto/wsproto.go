@@ -77,15 +77,15 @@ type Request struct {
 
 // Action returns the route key API Gateway would select for body, or "" when
 // body is not a JSON object with a string "action" (the $default route).
+// The key match is exact, as in API Gateway's JSONPath, where encoding/json
+// would also take "Action".
 func Action(body []byte) string {
-	var probe struct {
-		Action json.RawMessage `json:"action"`
-	}
-	if json.Unmarshal(body, &probe) != nil {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal(body, &fields) != nil {
 		return ""
 	}
 	var action string
-	if json.Unmarshal(probe.Action, &action) != nil {
+	if json.Unmarshal(fields["action"], &action) != nil {
 		return ""
 	}
 	return action

@@ -45,6 +45,7 @@ func TestAction(t *testing.T) {
 		`{"action":"subscribe","topics":["a"]}`: "subscribe",
 		`{"action":"ping"}`:                     "ping",
 		`{"action":7}`:                          "",
+		`{"Action":"ping"}`:                     "",
 		`{"topics":["a"]}`:                      "",
 		`["action"]`:                            "",
 		`not json`:                              "",
