@@ -41,8 +41,10 @@ async function main() {
   client.on("subscriptions", showSubscriptions);
   client.on("message", addMessage);
   client.on("error", (err) => {
-    if (err.code === ErrorCode.CONNECT_FAILED || err.code === ErrorCode.BAD_URL) {
+    if (err.code === ErrorCode.CONNECT_FAILED) {
       showConnectionError(`${capitalize(err.message)}. Retrying automatically.`);
+    } else if (err.code === ErrorCode.BAD_URL) {
+      showConnectionError(`${capitalize(err.message)}. Check webSocketUrl in /config.json.`);
     } else {
       // Error frames answer what this page sent: its subscribe and unsubscribe.
       showError(topicError, `The server said: ${err.message} (${err.code})`);
