@@ -91,7 +91,27 @@ type Options struct {
 	Logger      *slog.Logger     // default slog.Default()
 	Now         func() time.Time // default time.Now; the envelope's publishTime
 	NewID       func() string    // default a random UUIDv4; the message id
+	Observer    Observer         // default one that ignores everything
 }
+
+// Observer is told how publishes go, for metrics (internal/metrics
+// implements it). Its methods run on the publish path, from many goroutines
+// at once: they must be cheap and safe for concurrent use.
+type Observer interface {
+	// PublishDone reports every Publish call: what it returned and how long
+	// it took.
+	PublishDone(res Result, err error, d time.Duration)
+	// LookupDone reports one read of a page of subscribers.
+	LookupDone(d time.Duration)
+	// Retry reports a post about to be tried again.
+	Retry()
+}
+
+type nopObserver struct{}
+
+func (nopObserver) PublishDone(Result, error, time.Duration) {}
+func (nopObserver) LookupDone(time.Duration)                 {}
+func (nopObserver) Retry()                                   {}
 
 func (o Options) withDefaults() Options {
 	if o.Concurrency <= 0 {
@@ -120,6 +140,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.NewID == nil {
 		o.NewID = newID
+	}
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
 	}
 	return o
 }
@@ -189,7 +212,9 @@ func Validate(m Message) error {
 // posting stops, every subscriber read but not delivered counts as Failed,
 // and the Result comes back with a nil error: the caller knows its own
 // deadline, and the counts say what it cost. No goroutine outlives Publish.
-func (f *Fanout) Publish(ctx context.Context, m Message) (Result, error) {
+func (f *Fanout) Publish(ctx context.Context, m Message) (res Result, err error) {
+	start := time.Now()
+	defer func() { f.opts.Observer.PublishDone(res, err, time.Since(start)) }()
 	if err := Validate(m); err != nil {
 		return Result{}, err
 	}
@@ -208,7 +233,7 @@ func (f *Fanout) Publish(ctx context.Context, m Message) (Result, error) {
 		return Result{}, fmt.Errorf("%w: envelope is %d bytes, API Gateway's limit is %d", ErrInvalid, len(envelope), MaxEnvelopeBytes)
 	}
 
-	page, err := f.subs.Subscribers(ctx, m.Topic, f.opts.PageSize, "")
+	page, err := f.lookup(ctx, m.Topic, "")
 	if err != nil {
 		return Result{MessageID: id}, lookupError(ctx, m.Topic, err)
 	}
@@ -217,9 +242,16 @@ func (f *Fanout) Publish(ctx context.Context, m Message) (Result, error) {
 		envelope: envelope,
 		log:      f.opts.Logger.With("topic", m.Topic, "message_id", id),
 	}
-	res, err := p.run(ctx, m.Topic, page)
+	res, err = p.run(ctx, m.Topic, page)
 	res.MessageID = id
 	return res, err
+}
+
+// lookup reads one page of the topic's subscribers.
+func (f *Fanout) lookup(ctx context.Context, topic, pageToken string) (store.Page, error) {
+	start := time.Now()
+	defer func() { f.opts.Observer.LookupDone(time.Since(start)) }()
+	return f.subs.Subscribers(ctx, topic, f.opts.PageSize, pageToken)
 }
 
 // publish is one Publish call in progress.
@@ -262,7 +294,7 @@ feed:
 		if page.NextToken == "" {
 			break
 		}
-		page, err = p.subs.Subscribers(ctx, topic, p.opts.PageSize, page.NextToken)
+		page, err = p.lookup(ctx, topic, page.NextToken)
 		if err != nil {
 			if ctx.Err() != nil {
 				err = nil // the deadline, not the store: see Publish
@@ -281,7 +313,7 @@ feed:
 		res.Failed += t.Failed
 	}
 	if ctx.Err() != nil {
-		p.log.Warn("fanout: publish ended by its context", "err", ctx.Err(),
+		p.log.WarnContext(ctx, "fanout: publish ended by its context", "err", ctx.Err(),
 			"delivered", res.Delivered, "gone", res.Gone, "failed", res.Failed)
 	}
 	return res, err
@@ -322,9 +354,10 @@ func (p *publish) deliver(ctx context.Context, connID string) outcome {
 		case ctx.Err() != nil:
 			return failed // counted in run's summary, not logged one by one
 		case !retryable(err) || attempt >= p.opts.MaxAttempts:
-			p.log.Warn("fanout: post failed", "connection_id", connID, "attempts", attempt, "err", err)
+			p.log.WarnContext(ctx, "fanout: post failed", "connection_id", connID, "attempts", attempt, "err", err)
 			return failed
 		}
+		p.opts.Observer.Retry()
 		if !sleep(ctx, p.backoff(attempt)) {
 			return failed
 		}
@@ -344,7 +377,7 @@ func (p *publish) forget(ctx context.Context, connID string) {
 	ctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
 	defer cancel()
 	if err := p.subs.DeleteConnection(ctx, connID); err != nil {
-		p.log.Warn("fanout: delete gone connection", "connection_id", connID, "err", err)
+		p.log.WarnContext(ctx, "fanout: delete gone connection", "connection_id", connID, "err", err)
 	}
 }
 
