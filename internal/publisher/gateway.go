@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/textproto"
 
 	"github.com/grpc-ecosystem/grpc-gateway/v2/runtime"
 	"google.golang.org/grpc"
@@ -12,6 +13,9 @@ import (
 
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
 )
+
+// requestIDHeader is RequestIDKey's HTTP header.
+const requestIDHeader = "X-Request-Id"
 
 // DialGRPC connects the REST facade to the gRPC server at addr. The facade
 // goes through the gRPC port rather than calling the service in-process
@@ -31,6 +35,20 @@ func NewGateway(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error
 		// The contract: lowerCamelCase JSON with zero counts emitted.
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
 			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
+		}),
+		// The request id travels as X-Request-Id over HTTP and as
+		// x-request-id metadata over gRPC, both ways.
+		runtime.WithIncomingHeaderMatcher(func(key string) (string, bool) {
+			if textproto.CanonicalMIMEHeaderKey(key) == requestIDHeader {
+				return RequestIDKey, true
+			}
+			return runtime.DefaultHeaderMatcher(key)
+		}),
+		runtime.WithOutgoingHeaderMatcher(func(key string) (string, bool) {
+			if key == RequestIDKey {
+				return requestIDHeader, true
+			}
+			return runtime.MetadataHeaderPrefix + key, true // the gateway's default
 		}),
 	)
 	if err := wsgatewayv1.RegisterPublisherServiceHandler(ctx, mux, conn); err != nil {

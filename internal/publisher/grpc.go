@@ -14,24 +14,35 @@ import (
 	"google.golang.org/grpc/status"
 
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
+	"github.com/wsgateway/wsgateway/internal/metrics"
 )
 
 // NewGRPCServer returns a gRPC server with svc, grpc.health.v1 (reported
 // through hs) and server reflection registered. Every call, including the
-// ones the REST facade forwards, passes the same interceptors.
-func NewGRPCServer(svc wsgatewayv1.PublisherServiceServer, hs *health.Server, log *slog.Logger) *grpc.Server {
-	s := grpc.NewServer(grpc.ChainUnaryInterceptor(
-		logCalls(log),
-		recoverPanics(log),
-	))
+// ones the REST facade forwards, passes the same interceptors: it gets a
+// request id, is measured into m (unless m is nil) and is logged.
+func NewGRPCServer(svc wsgatewayv1.PublisherServiceServer, hs *health.Server, log *slog.Logger, m *metrics.Metrics) *grpc.Server {
+	log = slog.New(NewRequestIDHandler(log.Handler()))
+	chain := []grpc.UnaryServerInterceptor{assignRequestIDs()}
+	if m != nil {
+		chain = append(chain, m.UnaryServerInterceptor())
+	}
+	// Innermost, so that a panic is measured and logged as the Internal
+	// error it turns into.
+	chain = append(chain, logCalls(log), recoverPanics(log))
+	s := grpc.NewServer(grpc.ChainUnaryInterceptor(chain...))
 	wsgatewayv1.RegisterPublisherServiceServer(s, svc)
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)
+	if m != nil {
+		m.InitializeGRPC(s)
+	}
 	return s
 }
 
-// logCalls logs one line per call. Payloads are never logged: they are the
-// backends' data, not ours.
+// logCalls logs one line per call, with its request id (log's handler is a
+// RequestIDHandler). Payloads are never logged: they are the backends'
+// data, not ours.
 func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
 		if info.FullMethod == healthpb.Health_Check_FullMethodName {

@@ -13,6 +13,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/wsgateway/wsgateway/gen"
+	"github.com/wsgateway/wsgateway/internal/metrics"
 )
 
 // DefaultDrainTimeout bounds graceful stop: in-flight publishes get this
@@ -25,22 +26,26 @@ type Config struct {
 	Service    *Service
 	// Ready reports whether the store is reachable, for /readyz.
 	Ready func(context.Context) error
+	// Metrics, if set, measures every gRPC call and is served at
+	// /metrics. The fan-out reports into it on its own (fanout.Options).
+	Metrics *metrics.Metrics
 	// Pages, if set, serves everything on the HTTP listener that is not
-	// /v1/, /healthz or /readyz (the devstack's demo page).
+	// /v1/, /healthz, /readyz, /metrics or /openapi.json (the devstack's
+	// demo page).
 	Pages        http.Handler
 	Log          *slog.Logger
 	DrainTimeout time.Duration
 }
 
-// Run serves the gRPC API on cfg.GRPC and the REST facade and health on
-// cfg.HTTP until ctx is done, then stops gracefully: health turns
+// Run serves the gRPC API on cfg.GRPC and the REST facade, health and
+// metrics on cfg.HTTP until ctx is done, then stops gracefully: health turns
 // NOT_SERVING, new calls are refused, in-flight ones get DrainTimeout.
 func Run(ctx context.Context, cfg Config) error {
 	if cfg.DrainTimeout == 0 {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
 	hs := health.NewServer()
-	grpcSrv := NewGRPCServer(cfg.Service, hs, cfg.Log)
+	grpcSrv := NewGRPCServer(cfg.Service, hs, cfg.Log, cfg.Metrics)
 
 	conn, err := DialGRPC(cfg.GRPC.Addr().String())
 	if err != nil {
@@ -52,7 +57,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	httpSrv := &http.Server{
-		Handler:           routes(gw, cfg.Ready, cfg.Pages),
+		Handler:           routes(gw, cfg),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Log.Handler(), slog.LevelWarn),
 	}
@@ -101,7 +106,7 @@ func serveHTTP(s *http.Server, lis net.Listener) error {
 	return nil
 }
 
-func routes(gw http.Handler, ready func(context.Context) error, pages http.Handler) http.Handler {
+func routes(gw http.Handler, cfg Config) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", gw)
 	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
@@ -114,16 +119,20 @@ func routes(gw http.Handler, ready func(context.Context) error, pages http.Handl
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
-		if ready != nil {
-			if err := ready(ctx); err != nil {
+		if cfg.Ready != nil {
+			if err := cfg.Ready(ctx); err != nil {
+				cfg.Log.WarnContext(ctx, "not ready: store unreachable", "err", err)
 				http.Error(w, "store unreachable", http.StatusServiceUnavailable)
 				return
 			}
 		}
 		fmt.Fprintln(w, "ok")
 	})
-	if pages != nil {
-		mux.Handle("/", pages)
+	if cfg.Metrics != nil {
+		mux.Handle("GET /metrics", cfg.Metrics.Handler())
+	}
+	if cfg.Pages != nil {
+		mux.Handle("/", cfg.Pages)
 	}
 	return mux
 }
