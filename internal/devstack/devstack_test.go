@@ -301,6 +301,26 @@ func testStoreUnreachable(t *testing.T, e *e2e, db *dynalite.Server) {
 	if resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("/readyz with the store down = %d, want 503", resp.StatusCode)
 	}
+	// $connect cannot record the connection, so it refuses it (the client
+	// retries) rather than admitting a connection no publish could find.
+	_, hs, err := websocket.Dial(ctx, "ws://"+e.stack.WSAddr+"/", nil)
+	if err == nil || hs == nil || hs.StatusCode != http.StatusInternalServerError {
+		t.Fatalf("connect with the store down: %v (response %v), want the handshake refused with 500", err, hs)
+	}
+
+	// When the store comes back, everything recovers by itself.
+	db.Restart()
+	eventually(t, "/readyz ok after the store returned", func() bool {
+		resp, err := http.Get(e.http + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	c := e.dial(t, "after-outage")
+	id := e.publish(t, "after-outage", `"back"`, 1)
+	c.expectMessage(t, "after-outage", id, `"back"`, nil)
 }
 
 func one() *structpb.Value { return structpb.NewNumberValue(1) }
