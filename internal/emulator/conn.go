@@ -209,15 +209,17 @@ func (e *Emulator) closeConn(c *conn, code websocket.StatusCode, reason string) 
 }
 
 // finish is the end of every registered connection: it fires $disconnect
-// exactly once, unless the connection was dropped.
+// exactly once, unless the connection was dropped or its $disconnect is
+// lost on purpose.
 func (e *Emulator) finish(c *conn, status closeStatus) {
 	defer e.live.Done()
 	e.remove(c)
 	if c.ws != nil {
 		_ = c.ws.CloseNow()
 	}
-	e.log.Debug("disconnected", "connection_id", c.id, "code", int(status.code), "reason", status.reason, "dropped", c.dropped.Load())
-	if c.dropped.Load() {
+	lost := c.dropped.Load() || e.loseDisconnect()
+	e.log.Debug("disconnected", "connection_id", c.id, "code", int(status.code), "reason", status.reason, "disconnect_lost", lost)
+	if lost {
 		return
 	}
 	h := e.routes[RouteDisconnect]
@@ -305,9 +307,15 @@ func (e *Emulator) invoke(h Handler, req events.APIGatewayWebsocketProxyRequest)
 	return h(ctx, req)
 }
 
+// loseDisconnect draws whether Faults.LoseDisconnect swallows a
+// $disconnect.
+func (e *Emulator) loseDisconnect() bool {
+	return e.endDice != nil && e.endDice.roll() < e.faults.LoseDisconnect
+}
+
 // send writes p to c as one text frame within the write timeout. A socket
-// that fails or misses the deadline is closed and treated as gone, as API
-// Gateway would once it gave up on the client.
+// that fails or misses the deadline is cut: a frame written in part cannot
+// be taken back. A missed deadline wraps context.DeadlineExceeded.
 func (e *Emulator) send(c *conn, p []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), e.writeTimeout)
 	err := c.ws.Write(ctx, websocket.MessageText, p)

@@ -5,8 +5,11 @@
 // management API on the same listener, so that the same handlers and the
 // real apigatewaymanagementapi client work against it unchanged. It keeps
 // API Gateway's limits (frame and payload sizes, idle timeout, maximum
-// connection duration) and its quirks: $connect runs before the upgrade
-// completes, and $disconnect is best effort (see Drop).
+// connection duration, account quota) and its quirks: $connect runs before
+// the upgrade completes, and $disconnect is best effort (see Drop). Tests can
+// add latency and inject the faults AWS shows now and then (see Faults).
+// docs/apigateway-fidelity.md lists each behaviour with the test that proves
+// it.
 //
 // Only the devstack and tests use it; product code reaches it over HTTP.
 package emulator
@@ -67,9 +70,16 @@ type Config struct {
 	// 2 hours.
 	IdleTimeout, MaxConnectionDuration time.Duration
 	// WriteTimeout bounds one frame write to a socket (5 s when zero), so a
-	// slow client cannot hold up anyone else; a socket that misses it is
-	// treated as gone.
+	// slow client cannot hold up anyone else: the post that misses it gets
+	// 429, as for AWS's full client buffer, and the socket is cut.
 	WriteTimeout time.Duration
+	// ManagementLatency delays every management call, as the round trip to
+	// AWS would; a caller that gives up meanwhile is not waited for.
+	ManagementLatency time.Duration
+	// Quota throttles management calls; the zero value is unlimited.
+	Quota Quota
+	// Faults injects failures; the zero value injects none.
+	Faults Faults
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -85,6 +95,11 @@ type Emulator struct {
 	idleTimeout  time.Duration
 	maxDuration  time.Duration
 	writeTimeout time.Duration
+	latency      time.Duration
+	quota        *bucket // nil: unlimited
+	faults       Faults
+	callDice     *dice // nil: no management call fails on purpose
+	endDice      *dice // nil: every $disconnect fires
 	log          *slog.Logger
 
 	mu     sync.RWMutex
@@ -93,8 +108,14 @@ type Emulator struct {
 	live   sync.WaitGroup // one per registered connection, done after its $disconnect
 }
 
-// New returns an emulator for cfg. The route maps are copied.
+// New returns an emulator for cfg. The route maps are copied. It panics on
+// a setting that cannot be meant (a fraction above 1, a negative duration):
+// that is a mistake in a test's setup, not a condition to handle.
 func New(cfg Config) *Emulator {
+	if err := cfg.validate(); err != nil {
+		panic("emulator: invalid Config: " + err.Error())
+	}
+	f := cfg.Faults
 	e := &Emulator{
 		routes:       maps.Clone(cfg.Routes),
 		mocks:        maps.Clone(cfg.MockRoutes),
@@ -103,6 +124,11 @@ func New(cfg Config) *Emulator {
 		idleTimeout:  cmp.Or(cfg.IdleTimeout, defaultIdleTimeout),
 		maxDuration:  cmp.Or(cfg.MaxConnectionDuration, defaultMaxConnectionDuration),
 		writeTimeout: cmp.Or(cfg.WriteTimeout, defaultWriteTimeout),
+		latency:      cfg.ManagementLatency,
+		quota:        newBucket(cfg.Quota),
+		faults:       f,
+		callDice:     newDice(f.Throttle+f.ServerError, f.Seed, 1),
+		endDice:      newDice(f.LoseDisconnect, f.Seed, 2),
 		log:          cmp.Or(cfg.Logger, slog.Default()),
 		conns:        make(map[string]*conn),
 	}
@@ -117,27 +143,29 @@ func New(cfg Config) *Emulator {
 // management API on /@connections/{id} (or /{stage}/@connections/{id}).
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// URL.Path is unescaped, so an id the SDK sent as "abc%3D" reads
-	// "abc=", and .NET's "%40connections" reads "@connections". The id is
-	// the rest of the path.
-	rest, ok := strings.CutPrefix(r.URL.Path, e.prefix)
-	if !ok {
-		e.notFound(w, r)
-		return
-	}
-	if rest == "" || rest == "/" {
+	// "abc=", and .NET's "%40connections" reads "@connections".
+	rest, staged := strings.CutPrefix(r.URL.Path, e.prefix)
+	if staged && (rest == "" || rest == "/") {
 		e.upgrade(w, r)
 		return
 	}
-	if id, ok := strings.CutPrefix(rest, "/@connections/"); ok && id != "" {
-		e.manage(w, r, id)
-		return
-	}
-	e.notFound(w, r)
+	// Like API Gateway, everything else is a call to the IAM-protected
+	// management API, wrong paths included.
+	e.manage(w, r, rest, staged)
 }
 
-func (e *Emulator) notFound(w http.ResponseWriter, r *http.Request) {
-	writeAPIError(w, http.StatusNotFound, "NotFoundException",
-		"no route for "+r.URL.Path+": the WebSocket API is at "+e.prefix+"/ and connections at "+e.prefix+"/@connections/{id}")
+// Stats is a snapshot of the emulator's state.
+type Stats struct {
+	// Connections counts the connections $connect accepted that have not
+	// ended yet.
+	Connections int
+}
+
+// Stats returns the emulator's current state; it is cheap enough to poll.
+func (e *Emulator) Stats() Stats {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	return Stats{Connections: len(e.conns)}
 }
 
 // ConnectionIDs returns the ids of the open connections, sorted.

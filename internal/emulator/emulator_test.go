@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,7 +34,9 @@ type event = events.APIGatewayWebsocketProxyRequest
 // the test configures its own; $default answers nothing (a one-way route).
 type testAPI struct {
 	emu         *emulator.Emulator
+	srv         *httptest.Server
 	wsURL       string // ws://127.0.0.1:port[/stage]
+	httpURL     string // http://127.0.0.1:port[/stage]
 	host        string
 	mgmt        *apigatewaymanagementapi.Client
 	connects    chan event
@@ -55,20 +59,21 @@ func newTestAPI(t testing.TB, cfg emulator.Config) *testAPI {
 	cfg.Logger = slog.New(slog.DiscardHandler)
 
 	a.emu = emulator.New(cfg)
-	srv := httptest.NewServer(a.emu)
-	t.Cleanup(srv.Close)
+	a.srv = httptest.NewServer(a.emu)
+	t.Cleanup(a.srv.Close)
 	t.Cleanup(a.emu.Close) // runs first: sockets close before the listener
 
-	base := srv.URL
+	a.httpURL = a.srv.URL
 	if cfg.Stage != "" {
-		base += "/" + cfg.Stage
+		a.httpURL += "/" + cfg.Stage
 	}
-	a.wsURL = "ws" + strings.TrimPrefix(base, "http")
-	a.host = strings.TrimPrefix(srv.URL, "http://")
-	a.mgmt = managementClient(base)
+	a.wsURL = "ws" + strings.TrimPrefix(a.httpURL, "http")
+	a.host = strings.TrimPrefix(a.srv.URL, "http://")
+	a.mgmt = managementClient(a.httpURL)
 	return a
 }
 
+// managementClient is the real SDK client, as the fan-out builds it.
 func managementClient(endpoint string) *apigatewaymanagementapi.Client {
 	cfg := aws.Config{
 		Region:      "us-east-1",
@@ -77,6 +82,41 @@ func managementClient(endpoint string) *apigatewaymanagementapi.Client {
 	return apigatewaymanagementapi.NewFromConfig(cfg, func(o *apigatewaymanagementapi.Options) {
 		o.BaseEndpoint = aws.String(endpoint)
 	})
+}
+
+// noRetries is a management client that makes exactly one request per
+// call, so that a test can count what the emulator answered.
+func noRetries(a *testAPI) *apigatewaymanagementapi.Client {
+	return apigatewaymanagementapi.New(a.mgmt.Options(), func(o *apigatewaymanagementapi.Options) {
+		o.Retryer = aws.NopRetryer{}
+	})
+}
+
+// sigV4 is an Authorization header shaped like the SDK's; the emulator
+// checks the shape, not the signature.
+const sigV4 = "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20240101/us-east-1/execute-api/aws4_request, SignedHeaders=host;x-amz-date, Signature=0000"
+
+// rawCall sends a request by hand, for shapes the SDK never sends, and
+// returns the status, the x-amzn-ErrorType header and the body.
+func rawCall(t testing.TB, method, url, auth string, body io.Reader) (int, string, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), string(b)
 }
 
 // recorder is a handler that accepts and records every event.
@@ -283,6 +323,29 @@ func TestFramesOfAConnectionAreHandledInOrder(t *testing.T) {
 	}
 }
 
+// TestHandlersGetTheIntegrationTimeout checks that a handler's context
+// carries API Gateway's 29-second integration timeout, as a Lambda's would.
+func TestHandlersGetTheIntegrationTimeout(t *testing.T) {
+	t.Parallel()
+	left := make(chan time.Duration, 1)
+	a := newTestAPI(t, emulator.Config{Routes: map[string]emulator.Handler{
+		"$default": func(ctx context.Context, _ event) (events.APIGatewayProxyResponse, error) {
+			deadline, ok := ctx.Deadline()
+			if !ok {
+				deadline = time.Time{}
+			}
+			left <- time.Until(deadline)
+			return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}, nil
+		},
+	}})
+	ws, _ := a.connect(t)
+	send(t, ws, "x")
+	// Generous below: the handler may start late on a loaded machine.
+	if d := receive(t, left); d > 29*time.Second || d < 20*time.Second {
+		t.Errorf("handler deadline %v away, want 29 s", d)
+	}
+}
+
 // gatewayError is the frame API Gateway sends for a message it could not
 // route or whose integration failed.
 type gatewayError struct {
@@ -373,6 +436,37 @@ func TestConnectRefusal(t *testing.T) {
 			a.emu.Close() // waits for every $disconnect there is to fire
 			assertNone(t, a.disconnects, "$disconnect for a refused connection")
 		})
+	}
+}
+
+// TestPostFromConnectIsGone posts from $connect to the connection being
+// made: AWS answers 410, since the connection exists once $connect returns.
+func TestPostFromConnectIsGone(t *testing.T) {
+	t.Parallel()
+	var api atomic.Pointer[testAPI] // set before anyone dials
+	early := make(chan error, 1)
+	a := newTestAPI(t, emulator.Config{Routes: map[string]emulator.Handler{
+		"$connect": func(ctx context.Context, req event) (events.APIGatewayProxyResponse, error) {
+			a := api.Load()
+			_, err := a.mgmt.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{
+				ConnectionId: aws.String(req.RequestContext.ConnectionID),
+				Data:         []byte("too early"),
+			})
+			early <- err
+			a.connects <- req
+			return events.APIGatewayProxyResponse{StatusCode: http.StatusOK}, nil
+		},
+	}})
+	api.Store(a)
+	ws, id := a.connect(t)
+	if err := receive(t, early); !errors.As(err, new(*types.GoneException)) {
+		t.Errorf("post from $connect: %v, want GoneException", err)
+	}
+	if err := post(t, a, id, "connected"); err != nil {
+		t.Fatalf("post after $connect: %v", err)
+	}
+	if got := read(t, ws); got != "connected" {
+		t.Errorf("first frame %q, want the post made after $connect", got)
 	}
 }
 

@@ -188,25 +188,30 @@ func TestCloseDisconnectsEveryoneAndRefusesNewcomers(t *testing.T) {
 	}
 }
 
-// TestSlowClientIsGone fills the socket of a client that never reads: the
-// write that cannot finish within WriteTimeout makes the connection gone
-// instead of blocking the caller.
-func TestSlowClientIsGone(t *testing.T) {
+// TestSlowClientIsThrottledThenGone fills the socket of a client that
+// never reads. The post that cannot finish within WriteTimeout gets 429, as
+// AWS answers when the client-side buffer is full, instead of blocking the
+// caller; the socket, cut mid-frame, is gone from then on.
+func TestSlowClientIsThrottledThenGone(t *testing.T) {
 	t.Parallel()
 	a := newTestAPI(t, emulator.Config{WriteTimeout: 100 * time.Millisecond})
+	mgmt := noRetries(a)
 	_, id := a.connect(t) // never read from
 	chunk := strings.Repeat("z", 128<<10)
 
 	// Loopback buffers hold a few MB; 1000 × 128 KB is far beyond them.
 	for i := range 1000 {
-		err := post(t, a, id, chunk)
+		_, err := mgmt.PostToConnection(context.Background(), &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: []byte(chunk)})
 		if err == nil {
 			continue
 		}
-		if !errors.As(err, new(*types.GoneException)) {
-			t.Fatalf("post %d: %v, want GoneException", i, err)
+		if !errors.As(err, new(*types.LimitExceededException)) {
+			t.Fatalf("post %d: %v, want *types.LimitExceededException", i, err)
 		}
 		assertDisconnect(t, a, id, websocket.StatusAbnormalClosure)
+		if err := post(t, a, id, "late"); !errors.As(err, new(*types.GoneException)) {
+			t.Errorf("post after the socket was cut: %v, want GoneException", err)
+		}
 		return
 	}
 	t.Fatal("a client that never reads took 128 MB")

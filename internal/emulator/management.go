@@ -2,18 +2,52 @@ package emulator
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
+	"os"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 )
 
-// manage serves the @connections management API. Signatures are not
-// checked: any caller may manage any connection.
-func (e *Emulator) manage(w http.ResponseWriter, r *http.Request, id string) {
+// manage answers every request that is not the WebSocket endpoint the way
+// API Gateway's front door does, in its order: the caller's latency, then
+// authentication, routing, the account's quota, and only then the call.
+func (e *Emulator) manage(w http.ResponseWriter, r *http.Request, path string, staged bool) {
+	if e.latency > 0 && !pause(r.Context(), e.latency) {
+		return // the caller has gone
+	}
+	// Signatures are required but not verified: the emulator knows no keys.
+	if !signed(r) {
+		writeErrorBody(w, http.StatusForbidden, "MissingAuthenticationTokenException", missingTokenBody)
+		return
+	}
+	id, ok := strings.CutPrefix(path, "/@connections/")
+	if !staged || !ok || id == "" || !isManagementMethod(r.Method) {
+		// A wrong stage or path is a 403 on AWS, not a 404.
+		e.log.Info("no management route: the API is at "+e.prefix+"/@connections/{id}", "method", r.Method, "path", r.URL.Path)
+		writeErrorBody(w, http.StatusForbidden, "ForbiddenException", forbiddenBody)
+		return
+	}
+	if e.quota != nil && !e.quota.take(time.Now()) {
+		writeThrottled(w)
+		return
+	}
+	if e.callDice != nil {
+		switch u := e.callDice.roll(); {
+		case u < e.faults.Throttle:
+			writeThrottled(w)
+			return
+		case u < e.faults.Throttle+e.faults.ServerError:
+			writeErrorBody(w, http.StatusInternalServerError, "InternalServerErrorException", serverErrorBody)
+			return
+		}
+	}
 	switch r.Method {
 	case http.MethodPost:
 		e.post(w, r, id)
@@ -21,10 +55,18 @@ func (e *Emulator) manage(w http.ResponseWriter, r *http.Request, id string) {
 		e.get(w, id)
 	case http.MethodDelete:
 		e.delete(w, id)
-	default:
-		w.Header().Set("Allow", "GET, POST, DELETE")
-		writeAPIError(w, http.StatusMethodNotAllowed, "MethodNotAllowedException", r.Method+" is not a management API method")
 	}
+}
+
+func isManagementMethod(m string) bool {
+	return m == http.MethodPost || m == http.MethodGet || m == http.MethodDelete
+}
+
+// signed reports whether r carries a SigV4 signature, in its Authorization
+// header or as a presigned URL.
+func signed(r *http.Request) bool {
+	return strings.HasPrefix(r.Header.Get("Authorization"), "AWS4-HMAC-SHA256 ") ||
+		strings.Contains(r.URL.RawQuery, "X-Amz-Signature=")
 }
 
 // bodies recycles POST bodies: PostToConnection is the hot path, called
@@ -41,7 +83,8 @@ func (e *Emulator) post(w http.ResponseWriter, r *http.Request, id string) {
 	defer bodies.Put(buf)
 	buf.Reset()
 	if _, err := buf.ReadFrom(io.LimitReader(r.Body, maxPayloadBytes+1)); err != nil {
-		writeAPIError(w, http.StatusBadRequest, "BadRequestException", "reading the body: "+err.Error())
+		// The caller stopped sending; there is no one to answer.
+		writeErrorBody(w, http.StatusBadRequest, "BadRequestException", []byte(`{"message":"reading the body failed"}`))
 		return
 	}
 	if buf.Len() > maxPayloadBytes {
@@ -49,11 +92,24 @@ func (e *Emulator) post(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	c := e.lookup(id)
-	if c == nil || e.send(c, buf.Bytes()) != nil {
+	if c == nil {
 		writeGone(w)
 		return
 	}
-	w.WriteHeader(http.StatusOK)
+	switch err := e.send(c, buf.Bytes()); {
+	case err == nil:
+		w.WriteHeader(http.StatusOK)
+	case timedOut(err):
+		// The client is not reading: AWS calls that a full client-side
+		// buffer and answers 429.
+		writeThrottled(w)
+	default:
+		writeGone(w)
+	}
+}
+
+func timedOut(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // connectionInfo is GetConnection's output; the SDK parses the times as
@@ -101,13 +157,6 @@ func (e *Emulator) delete(w http.ResponseWriter, id string) {
 
 // The SDK decodes a typed error (*types.GoneException, ...) from the
 // x-amzn-ErrorType header, falling back to the body's "code" or "__type".
-func writeAPIError(w http.ResponseWriter, status int, errorType, message string) {
-	body, _ := json.Marshal(struct {
-		Message string `json:"message"`
-	}{message})
-	writeErrorBody(w, status, errorType, body)
-}
-
 func writeErrorBody(w http.ResponseWriter, status int, errorType string, body []byte) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -116,10 +165,15 @@ func writeErrorBody(w http.ResponseWriter, status int, errorType string, body []
 	_, _ = w.Write(body)
 }
 
-// Preencoded: these answer the hot path's common failures.
+// Preencoded, since some answer the hot path; the messages are AWS's where
+// they are known.
 var (
-	goneBody     = []byte(`{"message":"the connection is gone"}`)
-	tooLargeBody = []byte(`{"message":"the message exceeds the 131072-byte payload limit"}`)
+	goneBody         = []byte(`{"message":"the connection is gone"}`)
+	tooLargeBody     = []byte(`{"message":"the message exceeds the 131072-byte payload limit"}`)
+	throttledBody    = []byte(`{"message":"Too Many Requests"}`)
+	serverErrorBody  = []byte(`{"message":"Internal server error"}`)
+	forbiddenBody    = []byte(`{"message":"Forbidden"}`)
+	missingTokenBody = []byte(`{"message":"Missing Authentication Token"}`)
 )
 
 func writeGone(w http.ResponseWriter) {
@@ -128,4 +182,8 @@ func writeGone(w http.ResponseWriter) {
 
 func writeTooLarge(w http.ResponseWriter) {
 	writeErrorBody(w, http.StatusRequestEntityTooLarge, "PayloadTooLargeException", tooLargeBody)
+}
+
+func writeThrottled(w http.ResponseWriter) {
+	writeErrorBody(w, http.StatusTooManyRequests, "LimitExceededException", throttledBody)
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
-	"github.com/aws/smithy-go"
 	"github.com/coder/websocket"
 
 	"github.com/wsgateway/wsgateway/internal/emulator"
@@ -157,17 +156,27 @@ func TestStage(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 
-	root := strings.TrimSuffix(a.wsURL, "/prod")
+	// AWS answers a wrong stage with 403, not 404, on both APIs.
+	root := a.srv.URL
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	if _, resp, err := websocket.Dial(ctx, root+"/", nil); err == nil || resp == nil || resp.StatusCode != 404 {
-		t.Errorf("dial without the stage: %v (%+v), want 404", err, resp)
+	for _, path := range []string{"/", "/dev"} {
+		if _, resp, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(root, "http")+path, nil); err == nil || resp == nil || resp.StatusCode != http.StatusForbidden {
+			t.Errorf("dial %s: %v (%+v), want 403", path, err, resp)
+		}
 	}
-	unstaged := managementClient("http" + strings.TrimPrefix(root, "ws"))
-	_, err := unstaged.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(id), Data: []byte("x")})
-	var apiErr smithy.APIError
-	if !errors.As(err, &apiErr) || apiErr.ErrorCode() != "NotFoundException" {
-		t.Errorf("post without the stage: %v, want NotFoundException", err)
+	for _, endpoint := range []string{root, root + "/dev"} {
+		_, err := managementClient(endpoint).PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: aws.String(id), Data: []byte("x")})
+		if !errors.As(err, new(*types.ForbiddenException)) {
+			t.Errorf("post through %s: %v, want *types.ForbiddenException", endpoint, err)
+		}
+	}
+	// Only the first post reached the socket.
+	if err := post(t, a, id, "again"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, ws); got != "again" {
+		t.Errorf("got %q after the refused posts", got)
 	}
 }
 
@@ -206,46 +215,113 @@ func TestConcurrentPosts(t *testing.T) {
 
 // TestManagementRequestShapes covers requests the Go SDK does not send but
 // other callers do: .NET's escaped "%40connections", bodies without a
-// Content-Length, wrong methods and paths.
+// Content-Length, presigned URLs, wrong methods and paths.
 func TestManagementRequestShapes(t *testing.T) {
 	t.Parallel()
 	a := newTestAPI(t, emulator.Config{})
 	ws, id := a.connect(t)
-	base := "http" + strings.TrimPrefix(a.wsURL, "ws")
-	escaped := base + "/%40connections/" + url.PathEscape(id)
+	escaped := a.httpURL + "/%40connections/" + url.PathEscape(id)
 	// A reader of unknown length makes net/http send the body chunked.
 	chunked := func(n int) io.Reader { return io.MultiReader(strings.NewReader(strings.Repeat("c", n))) }
 
 	tests := []struct {
-		name, method, url string
-		body              io.Reader
-		status            int
-		errorType         string
+		name, method, url, auth string
+		body                    io.Reader
+		status                  int
+		errorType               string
 	}{
-		{"escaped @", http.MethodPost, escaped, strings.NewReader("via .NET"), http.StatusOK, ""},
-		{"chunked body over the limit", http.MethodPost, escaped, chunked(131073), http.StatusRequestEntityTooLarge, "PayloadTooLargeException"},
-		{"wrong method", http.MethodPut, escaped, nil, http.StatusMethodNotAllowed, "MethodNotAllowedException"},
-		{"no id", http.MethodPost, base + "/@connections/", nil, http.StatusNotFound, "NotFoundException"},
-		{"unknown path", http.MethodGet, base + "/elsewhere", nil, http.StatusNotFound, "NotFoundException"},
+		{"escaped @", http.MethodPost, escaped, sigV4, strings.NewReader("via .NET"), http.StatusOK, ""},
+		{"presigned URL", http.MethodPost, escaped + "?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Signature=00", "", strings.NewReader("presigned"), http.StatusOK, ""},
+		{"chunked body over the limit", http.MethodPost, escaped, sigV4, chunked(131073), http.StatusRequestEntityTooLarge, "PayloadTooLargeException"},
+		{"wrong method", http.MethodPut, escaped, sigV4, nil, http.StatusForbidden, "ForbiddenException"},
+		{"no id", http.MethodPost, a.httpURL + "/@connections/", sigV4, nil, http.StatusForbidden, "ForbiddenException"},
+		{"unknown path", http.MethodGet, a.httpURL + "/elsewhere", sigV4, nil, http.StatusForbidden, "ForbiddenException"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			req, err := http.NewRequest(tt.method, tt.url, tt.body)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != tt.status || resp.Header.Get("X-Amzn-ErrorType") != tt.errorType {
-				t.Errorf("%s %s: %d %q, want %d %q", tt.method, tt.url, resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), tt.status, tt.errorType)
+			status, errorType, _ := rawCall(t, tt.method, tt.url, tt.auth, tt.body)
+			if status != tt.status || errorType != tt.errorType {
+				t.Errorf("%s %s: %d %q, want %d %q", tt.method, tt.url, status, errorType, tt.status, tt.errorType)
 			}
 		})
 	}
-	// Only the one good post reached the socket.
-	if got := read(t, ws); got != "via .NET" {
+	// Only the good posts reached the socket.
+	for _, want := range []string{"via .NET", "presigned"} {
+		if got := read(t, ws); got != want {
+			t.Errorf("socket got %q, want %q", got, want)
+		}
+	}
+}
+
+// TestManagementStatusCodes checks the raw answers, which the SDK hides
+// behind success: 200 for POST and GET, 204 for DELETE.
+func TestManagementStatusCodes(t *testing.T) {
+	t.Parallel()
+	a := newTestAPI(t, emulator.Config{})
+	ws, id := a.connect(t)
+	target := a.httpURL + "/@connections/" + url.PathEscape(id)
+
+	steps := []struct {
+		method    string
+		body      string
+		status    int
+		errorType string
+	}{
+		{http.MethodPost, "hi", http.StatusOK, ""},
+		{http.MethodPost, strings.Repeat("x", 131073), http.StatusRequestEntityTooLarge, "PayloadTooLargeException"},
+		{http.MethodGet, "", http.StatusOK, ""},
+		{http.MethodDelete, "", http.StatusNoContent, ""},
+		{http.MethodPost, "late", http.StatusGone, "GoneException"},
+		{http.MethodGet, "", http.StatusGone, "GoneException"},
+		{http.MethodDelete, "", http.StatusGone, "GoneException"},
+	}
+	for _, s := range steps {
+		status, errorType, body := rawCall(t, s.method, target, sigV4, strings.NewReader(s.body))
+		if status != s.status || errorType != s.errorType {
+			t.Errorf("%s: %d %q (%s), want %d %q", s.method, status, errorType, body, s.status, s.errorType)
+		}
+	}
+	if got := read(t, ws); got != "hi" {
+		t.Errorf("socket got %q", got)
+	}
+}
+
+// TestUnsignedCallsAreRefused sends what the SDK never would: calls
+// without a SigV4 signature. AWS refuses them before looking at the path.
+func TestUnsignedCallsAreRefused(t *testing.T) {
+	t.Parallel()
+	a := newTestAPI(t, emulator.Config{})
+	ws, id := a.connect(t)
+	target := a.httpURL + "/@connections/" + url.PathEscape(id)
+
+	tests := []struct {
+		name, method, url, auth string
+	}{
+		{"POST", http.MethodPost, target, ""},
+		{"GET", http.MethodGet, target, ""},
+		{"DELETE", http.MethodDelete, target, ""},
+		{"unknown path", http.MethodGet, a.httpURL + "/elsewhere", ""},
+		{"bearer token", http.MethodPost, target, "Bearer secret"},
+		{"SigV2-style header", http.MethodPost, target, "AWS AKIDEXAMPLE:c2ln"},
+		{"presigned URL without a signature", http.MethodPost, target + "?X-Amz-Algorithm=AWS4-HMAC-SHA256", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			status, errorType, body := rawCall(t, tt.method, tt.url, tt.auth, strings.NewReader("refused"))
+			if status != http.StatusForbidden || errorType != "MissingAuthenticationTokenException" {
+				t.Errorf("%d %q, want 403 MissingAuthenticationTokenException", status, errorType)
+			}
+			if got := decode[struct{ Message string }](t, body).Message; got != "Missing Authentication Token" {
+				t.Errorf("message = %q, want AWS's %q", got, "Missing Authentication Token")
+			}
+		})
+	}
+	// Nothing reached the socket and the connection is still open: the
+	// next frame is the first signed post.
+	if err := post(t, a, id, "signed"); err != nil {
+		t.Fatal(err)
+	}
+	if got := read(t, ws); got != "signed" {
 		t.Errorf("socket got %q", got)
 	}
 }

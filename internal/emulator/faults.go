@@ -1,0 +1,152 @@
+package emulator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"time"
+)
+
+// Faults makes the emulator fail on purpose, the way AWS does now and then,
+// so that tests can see how callers cope. The zero value injects nothing.
+type Faults struct {
+	// Throttle and ServerError are the fractions (0 to 1) of management
+	// calls answered 429 LimitExceededException and 500
+	// InternalServerErrorException; such a call has no other effect.
+	Throttle, ServerError float64
+	// LoseDisconnect is the fraction (0 to 1) of ended connections whose
+	// $disconnect never fires: AWS only promises its best effort.
+	LoseDisconnect float64
+	// Seed seeds the draws, so that a test sees the same faults on every
+	// run: a sequence of calls (or of disconnects) gets the same outcomes
+	// for the same seed.
+	Seed uint64
+}
+
+// Quota is the account's throttle on management calls, a token bucket
+// shared by every call: AWS's default is Rate 10000 and Burst 5000
+// (2500 and 1250 in some newer Regions). The zero value is unlimited.
+type Quota struct {
+	Rate  float64 // calls per second
+	Burst int     // calls allowed at once after a quiet spell
+}
+
+// validate reports every setting that cannot be meant.
+func (c Config) validate() error {
+	var errs []error
+	for _, f := range []struct {
+		name  string
+		value float64
+	}{
+		{"Faults.Throttle", c.Faults.Throttle},
+		{"Faults.ServerError", c.Faults.ServerError},
+		{"Faults.LoseDisconnect", c.Faults.LoseDisconnect},
+	} {
+		if !(f.value >= 0 && f.value <= 1) {
+			errs = append(errs, fmt.Errorf("%s is %v, want a fraction from 0 to 1", f.name, f.value))
+		}
+	}
+	if sum := c.Faults.Throttle + c.Faults.ServerError; sum > 1 {
+		errs = append(errs, fmt.Errorf("Faults.Throttle + Faults.ServerError is %v, more than every call", sum))
+	}
+	for _, d := range []struct {
+		name  string
+		value time.Duration
+	}{
+		{"IdleTimeout", c.IdleTimeout},
+		{"MaxConnectionDuration", c.MaxConnectionDuration},
+		{"WriteTimeout", c.WriteTimeout},
+		{"ManagementLatency", c.ManagementLatency},
+	} {
+		if d.value < 0 {
+			errs = append(errs, fmt.Errorf("%s is negative (%v)", d.name, d.value))
+		}
+	}
+	q := c.Quota
+	switch {
+	case !(q.Rate >= 0) || math.IsInf(q.Rate, 0):
+		errs = append(errs, fmt.Errorf("Quota.Rate is %v, want calls per second, or 0 for no quota", q.Rate))
+	case q.Burst < 0:
+		errs = append(errs, fmt.Errorf("Quota.Burst is negative (%d)", q.Burst))
+	case q.Rate > 0 && q.Burst == 0:
+		errs = append(errs, errors.New("Quota.Burst is 0: no call would ever pass; AWS's is 5000"))
+	case q.Rate == 0 && q.Burst > 0:
+		errs = append(errs, errors.New("Quota.Burst is set without a Quota.Rate"))
+	}
+	return errors.Join(errs...)
+}
+
+// dice draws numbers in [0, 1) from a seeded source shared by concurrent
+// callers.
+type dice struct {
+	mu  sync.Mutex
+	rng *rand.Rand
+}
+
+// newDice returns nil when nothing is to be drawn for, which keeps the
+// disabled case to one nil check. Each stream is independent, so that the
+// faults of management calls do not depend on how they interleave with
+// disconnects.
+func newDice(fraction float64, seed, stream uint64) *dice {
+	if fraction == 0 {
+		return nil
+	}
+	return &dice{rng: rand.New(rand.NewPCG(seed, stream))}
+}
+
+func (d *dice) roll() float64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.rng.Float64()
+}
+
+// bucket is a token bucket, the algorithm AWS documents for its account
+// throttle.
+type bucket struct {
+	rate  float64 // tokens per second
+	burst float64
+
+	mu     sync.Mutex
+	tokens float64
+	last   time.Time
+}
+
+// newBucket returns a full bucket, or nil for no quota.
+func newBucket(q Quota) *bucket {
+	if q.Rate == 0 {
+		return nil
+	}
+	return &bucket{rate: q.Rate, burst: float64(q.Burst), tokens: float64(q.Burst), last: time.Now()}
+}
+
+// take spends a token if there is one at now.
+func (b *bucket) take(now time.Time) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if now.After(b.last) {
+		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+		b.last = now
+	}
+	if b.tokens < 1 {
+		return false
+	}
+	b.tokens--
+	return true
+}
+
+// pause waits for d, or less if ctx ends first, and reports whether the
+// whole wait passed. Each request waits on its own goroutine, so latency
+// delays calls without queueing them.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
