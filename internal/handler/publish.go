@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -118,8 +119,9 @@ func (p *Publish) publish(ctx context.Context, log *slog.Logger, body []byte) (f
 		log.WarnContext(ctx, "publish refused", "err", err)
 		return fanout.Result{}, err
 	}
-	log = log.With("topic", req.Topic)
+	start := time.Now()
 	res, err := p.pub.Publish(ctx, fanout.Message{Topic: req.Topic, Data: req.Data, Attributes: req.Attributes})
+	log = log.With("topic", req.Topic, "duration", time.Since(start))
 	switch {
 	case errors.Is(err, fanout.ErrInvalid):
 		log.WarnContext(ctx, "publish refused", "err", err)

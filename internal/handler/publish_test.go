@@ -247,7 +247,7 @@ func TestPublishLogsNoPayload(t *testing.T) {
 	if strings.Contains(out, "s3cr3t") {
 		t.Errorf("logs contain message data:\n%s", out)
 	}
-	for _, want := range []string{`"topic":"orders.1"`, `"message_id":"id-orders.1"`, `"sqs_message_id":"m2"`, `"sqs_message_id":"m3"`} {
+	for _, want := range []string{`"topic":"orders.1"`, `"message_id":"id-orders.1"`, `"sqs_message_id":"m2"`, `"sqs_message_id":"m3"`, `"duration":`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("logs lack %s:\n%s", want, out)
 		}

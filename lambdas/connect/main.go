@@ -12,7 +12,7 @@ import (
 )
 
 func main() {
-	env := lambdaenv.Load()
+	env := lambdaenv.Load("connect")
 	if env.Config.ConnectTokenSecret != "" {
 		// Until connect tokens are verified here, running with a secret
 		// would admit everyone while the operator believes auth is on.

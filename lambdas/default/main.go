@@ -9,4 +9,4 @@ import (
 	"github.com/wsgateway/wsgateway/lambdas/internal/lambdaenv"
 )
 
-func main() { lambda.Start(lambdaenv.Routes().Default) }
+func main() { lambda.Start(lambdaenv.Routes("default").Default) }

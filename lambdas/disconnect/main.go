@@ -8,4 +8,4 @@ import (
 	"github.com/wsgateway/wsgateway/lambdas/internal/lambdaenv"
 )
 
-func main() { lambda.Start(lambdaenv.Routes().Disconnect) }
+func main() { lambda.Start(lambdaenv.Routes("disconnect").Disconnect) }

@@ -13,7 +13,7 @@ import (
 )
 
 func main() {
-	env := lambdaenv.Load(config.Config.RequireAPIGW)
+	env := lambdaenv.Load("publish", config.Config.RequireAPIGW)
 	f := fanout.New(env.Store, apigw.New(env.AWS, env.Config.APIGWEndpoint), fanout.Options{Logger: env.Log})
 	lambda.Start(handler.NewPublish(f, env.Log).Handle)
 }

@@ -8,4 +8,4 @@ import (
 	"github.com/wsgateway/wsgateway/lambdas/internal/lambdaenv"
 )
 
-func main() { lambda.Start(lambdaenv.Routes().Unsubscribe) }
+func main() { lambda.Start(lambdaenv.Routes("unsubscribe").Unsubscribe) }
