@@ -38,7 +38,7 @@ type Setting struct {
 var Settings = []Setting{
 	{"WS_ADDR", "127.0.0.1:8080", "WebSocket API and @connections management API (devstack)"},
 	{"GRPC_ADDR", "127.0.0.1:9090", "gRPC PublisherService, reflection and health"},
-	{"HTTP_ADDR", "127.0.0.1:8081", "REST facade /v1, demo page, /healthz"},
+	{"HTTP_ADDR", "127.0.0.1:8081", "REST facade /v1, /healthz, /readyz, /metrics; the devstack's demo page"},
 	{"TABLE_NAME", "wsgateway", "DynamoDB table of connections and subscriptions"},
 	{"DYNAMODB_ENDPOINT", "", "DynamoDB endpoint URL; empty: AWS (devstack: in-memory store)"},
 	{"APIGW_ENDPOINT", "", "API Gateway management API base URL, e.g. https://{api-id}.execute-api.{region}.amazonaws.com/{stage}"},

@@ -1,21 +1,26 @@
 // Command publisher is the PublisherService container: gRPC on GRPC_ADDR,
-// the REST facade and health on HTTP_ADDR, DynamoDB as the store and the
-// API Gateway management API at APIGW_ENDPOINT for delivery.
+// the REST facade, health and metrics on HTTP_ADDR, DynamoDB as the store
+// and the API Gateway management API at APIGW_ENDPOINT for delivery.
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsgateway/wsgateway/internal/apigw"
 	"github.com/wsgateway/wsgateway/internal/config"
 	"github.com/wsgateway/wsgateway/internal/fanout"
+	"github.com/wsgateway/wsgateway/internal/metrics"
 	"github.com/wsgateway/wsgateway/internal/publisher"
 	"github.com/wsgateway/wsgateway/internal/store"
 )
@@ -23,29 +28,34 @@ import (
 func main() {
 	flag.Usage = func() { fmt.Fprint(os.Stderr, config.Usage("publisher")) }
 	flag.Parse()
+	// Every line logged during a call carries its request id.
+	log := slog.New(publisher.NewRequestIDHandler(slog.NewJSONHandler(os.Stderr, nil)))
+
+	cfg, err := config.Load(os.Getenv)
+	if err := errors.Join(err, cfg.RequireAPIGW()); err != nil {
+		// errors.Join puts each problem on a line of its own.
+		for _, problem := range strings.Split(err.Error(), "\n") {
+			log.Error("invalid configuration", "err", problem)
+		}
+		os.Exit(1)
+	}
+
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
-	if err := run(ctx, log); err != nil {
-		log.Error("publisher stopped", "error", err)
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("publisher stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, log *slog.Logger) error {
-	cfg, err := config.Load(os.Getenv)
-	if err == nil {
-		err = cfg.RequireAPIGW()
-	}
-	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
-	}
+func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	awsCfg, err := cfg.AWS(ctx, false)
 	if err != nil {
 		return err
 	}
 	st := store.NewDynamoDB(store.NewDynamoDBClient(awsCfg, cfg.DynamoDBEndpoint), cfg.TableName)
-	fan := fanout.New(st, apigw.New(awsCfg, cfg.APIGWEndpoint), fanout.Options{Logger: log})
+	m := metrics.New(prometheus.NewRegistry())
+	fan := fanout.New(st, m.WrapPoster(apigw.New(awsCfg, cfg.APIGWEndpoint)), fanout.Options{Logger: log, Observer: m})
 
 	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
 	if err != nil {
@@ -60,6 +70,7 @@ func run(ctx context.Context, log *slog.Logger) error {
 		HTTP:    httpLis,
 		Service: publisher.NewService(fan, st),
 		Ready:   st.Ping,
+		Metrics: m,
 		Log:     log,
 	})
 }
