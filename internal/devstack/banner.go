@@ -21,7 +21,7 @@ wsgateway devstack is up.
   WebSocket API    ws://%[1]s/
   Management API   http://%[1]s/@connections/{connectionId}
   gRPC             %[2]s   (wsgateway.v1.PublisherService, reflection, grpc.health.v1)
-  HTTP             http://%[3]s   (REST /v1/..., /healthz, /readyz)
+  HTTP             http://%[3]s   (REST /v1/..., /healthz, /readyz, /metrics)
   Store            %[4]s
 
 Subscribe to topic "demo" (second terminal):

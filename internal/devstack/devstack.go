@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsgateway/wsgateway/internal/apigw"
 	"github.com/wsgateway/wsgateway/internal/config"
 	"github.com/wsgateway/wsgateway/internal/emulator"
 	"github.com/wsgateway/wsgateway/internal/fanout"
 	"github.com/wsgateway/wsgateway/internal/handler"
+	"github.com/wsgateway/wsgateway/internal/metrics"
 	"github.com/wsgateway/wsgateway/internal/publisher"
 	"github.com/wsgateway/wsgateway/internal/store"
 	"github.com/wsgateway/wsgateway/internal/wsproto"
@@ -52,6 +54,8 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Stack, erro
 		return nil, err
 	}
 
+	// Every line logged during a gRPC or REST call carries its request id.
+	log = slog.New(publisher.NewRequestIDHandler(log.Handler()))
 	s := &Stack{Store: st, log: log}
 	if err := s.listen(cfg); err != nil {
 		return nil, err
@@ -75,12 +79,15 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Stack, erro
 	if endpoint == "" {
 		endpoint = "http://" + s.WSAddr
 	}
-	fan := fanout.New(st, apigw.New(awsCfg, endpoint), fanout.Options{Logger: log})
+	m := metrics.New(prometheus.NewRegistry())
+	m.TrackConnections(func() int { return s.Emulator.Stats().Connections })
+	fan := fanout.New(st, m.WrapPoster(apigw.New(awsCfg, endpoint)), fanout.Options{Logger: log, Observer: m})
 	s.publisher = publisher.Config{
 		GRPC:    s.grpc,
 		HTTP:    s.http,
 		Service: publisher.NewService(fan, st),
 		Ready:   st.Ping,
+		Metrics: m,
 		Pages:   web.Handler(web.Config{WebSocketURL: "ws://" + s.WSAddr + "/"}),
 		Log:     log,
 	}
