@@ -10,7 +10,7 @@ LAMBDAS := $(patsubst lambdas/%/main.go,%,$(wildcard lambdas/*/main.go))
 # The exact flags of the Lambda and container builds (the Dockerfile uses the same).
 GO_BUILD_FLAGS := -trimpath -ldflags="-s -w"
 
-.PHONY: run test generate check-generate lint vet unit web-check screenshot lambdas build clean
+.PHONY: run test generate check-generate lint vet unit web-check screenshot lambdas package build clean
 
 run: ## start the devstack: emulated API Gateway, handlers, publisher, in-memory store
 	go run ./services/devstack
@@ -47,6 +47,10 @@ lambdas: ## each Lambda as build/<name>/bootstrap for provided.al2023 on arm64
 		GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build $(GO_BUILD_FLAGS) -tags lambda.norpc -o build/$$l/bootstrap ./lambdas/$$l; \
 	done
 	@echo "built $(LAMBDAS:%=build/%/bootstrap)"
+
+package: lambdas ## each Lambda zipped as build/<name>.zip too, reproducibly; deploy/template.yaml deploys build/<name>/
+	go run ./deploy/lambdazip $(LAMBDAS:%=build/%)
+	@echo "packed $(LAMBDAS:%=build/%.zip)"
 
 build: ## the publisher container's binary and the devstack
 	CGO_ENABLED=0 go build $(GO_BUILD_FLAGS) -o build/publisher ./services/publisher
