@@ -4,7 +4,10 @@
 // Tests talk to it through the real aws-sdk-go-v2 client, so the store's
 // requests, expressions and error handling are exercised end to end without
 // AWS. The server keeps its data in a LevelDB directory under the test's
-// temporary directory, so Restart simulates an outage, not data loss.
+// temporary directory, so Stop and Restart simulate an outage, not data loss.
+//
+// The endpoint is a proxy in front of dynalite that can answer requests as a
+// throttling DynamoDB does (see Throttle), a fault dynalite never produces.
 package dynalite
 
 import (
@@ -12,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,20 +30,25 @@ import (
 // connections; node loads dynalite in well under a second.
 const startTimeout = 15 * time.Second
 
-// Server is one running dynalite process.
+// Server is one running dynalite process and the proxy in front of it.
 type Server struct {
-	tb      testing.TB
-	node    string // the node binary
-	cli     string // dynalite's cli.js
-	dataDir string
-	port    int
+	tb        testing.TB
+	node      string // the node binary
+	cli       string // dynalite's cli.js
+	dataDir   string
+	port      int    // dynalite's
+	addr      string // the proxy's, which Endpoint names
+	faults    faults
+	transport *http.Transport // the proxy's, to dynalite
 
-	mu   sync.Mutex
-	proc *process // nil while stopped
+	mu    sync.Mutex
+	proc  *process     // nil while stopped
+	front *http.Server // the proxy; nil while stopped
 }
 
-// Start launches dynalite on a free loopback port and waits until it accepts
-// connections. The server is stopped when the test ends. Start fails the test
+// Start launches dynalite on a free loopback port, waits until it accepts
+// connections, and puts the proxy in front of it on another port. The server
+// is stopped when the test ends. Start fails the test
 // when node or the npm package is missing: these tests are not optional.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
@@ -54,7 +64,11 @@ func Start(tb testing.TB) *Server {
 	if _, err := os.Stat(cli); err != nil {
 		tb.Fatalf("dynalite: %s is missing: run `npm ci` at the repo root (%s)", cli, root)
 	}
-	s := &Server{tb: tb, node: node, cli: cli, dataDir: tb.TempDir()}
+	s := &Server{
+		tb: tb, node: node, cli: cli, dataDir: tb.TempDir(),
+		// Enough idle connections for the bursts the store's tests send.
+		transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256},
+	}
 	tb.Cleanup(s.Stop)
 
 	// Another process may take the port between our probe and dynalite's
@@ -66,30 +80,47 @@ func Start(tb testing.TB) *Server {
 			tb.Fatalf("dynalite: %v", err)
 		}
 		if err = s.start(); err == nil {
-			return s
+			break
 		}
 		errs = append(errs, err)
 	}
-	tb.Fatalf("dynalite: %v", errors.Join(errs...))
-	return nil
+	if err != nil {
+		tb.Fatalf("dynalite: %v", errors.Join(errs...))
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("dynalite: proxy: %v", err)
+	}
+	s.addr = l.Addr().String()
+	s.serve(l)
+	return s
 }
 
-// Endpoint is the base URL to give the SDK client (BaseEndpoint).
+// Endpoint is the base URL to give the SDK client (BaseEndpoint): the
+// proxy's, which stays the same across Restart.
 func (s *Server) Endpoint() string {
-	return "http://" + s.addr()
+	return "http://" + s.addr
 }
 
-// Stop kills the server. It is idempotent; Restart brings it back.
+// Stop kills the server and closes the proxy, so the endpoint refuses
+// connections as an unreachable DynamoDB does. It is idempotent; Restart
+// brings both back.
 func (s *Server) Stop() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.front != nil {
+		s.front.Close()
+		s.front = nil
+	}
+	// Connections to the killed process must not be reused after Restart.
+	s.transport.CloseIdleConnections()
 	if s.proc != nil {
 		s.proc.kill()
 		s.proc = nil
 	}
 }
 
-// Restart stops the server if it runs and starts it again on the same port
+// Restart stops the server if it runs and starts it again on the same ports
 // with the same data. Call it from the test's goroutine.
 func (s *Server) Restart() {
 	s.tb.Helper()
@@ -97,9 +128,24 @@ func (s *Server) Restart() {
 	if err := s.start(); err != nil {
 		s.tb.Fatalf("dynalite: restart: %v", err)
 	}
+	l, err := net.Listen("tcp", s.addr)
+	if err != nil {
+		s.tb.Fatalf("dynalite: restart the proxy: %v", err)
+	}
+	s.serve(l)
 }
 
-func (s *Server) addr() string {
+// serve runs the proxy on l until Stop.
+func (s *Server) serve(l net.Listener) {
+	target := &url.URL{Scheme: "http", Host: s.nodeAddr()}
+	srv := &http.Server{Handler: newProxy(&s.faults, target, s.transport)}
+	s.mu.Lock()
+	s.front = srv
+	s.mu.Unlock()
+	go srv.Serve(l) // returns when Stop closes srv
+}
+
+func (s *Server) nodeAddr() string {
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port))
 }
 
@@ -119,7 +165,7 @@ func (s *Server) start() error {
 	}
 	deadline := time.Now().Add(startTimeout)
 	for {
-		conn, err := net.DialTimeout("tcp", s.addr(), time.Second)
+		conn, err := net.DialTimeout("tcp", s.nodeAddr(), time.Second)
 		if err == nil {
 			conn.Close()
 			s.proc = p
@@ -127,12 +173,12 @@ func (s *Server) start() error {
 		}
 		select {
 		case <-p.exited:
-			return fmt.Errorf("exited before listening on %s: %v\n%s", s.addr(), p.waitErr, p.output.String())
+			return fmt.Errorf("exited before listening on %s: %v\n%s", s.nodeAddr(), p.waitErr, p.output.String())
 		case <-time.After(20 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
 			p.kill()
-			return fmt.Errorf("not listening on %s after %v\n%s", s.addr(), startTimeout, p.output.String())
+			return fmt.Errorf("not listening on %s after %v\n%s", s.nodeAddr(), startTimeout, p.output.String())
 		}
 	}
 }
