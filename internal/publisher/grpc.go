@@ -14,28 +14,38 @@ import (
 	"google.golang.org/grpc/status"
 
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
-	"github.com/wsgateway/wsgateway/internal/metrics"
+	"github.com/wsgateway/wsgateway/internal/auth"
 )
 
-// NewGRPCServer returns a gRPC server with svc, grpc.health.v1 (reported
-// through hs) and server reflection registered. Every call, including the
-// ones the REST facade forwards, passes the same interceptors: it gets a
-// request id, is measured into m (unless m is nil) and is logged.
-func NewGRPCServer(svc wsgatewayv1.PublisherServiceServer, hs *health.Server, log *slog.Logger, m *metrics.Metrics) *grpc.Server {
-	log = slog.New(NewRequestIDHandler(log.Handler()))
-	chain := []grpc.UnaryServerInterceptor{assignRequestIDs()}
-	if m != nil {
-		chain = append(chain, m.UnaryServerInterceptor())
+// NewGRPCServer returns a gRPC server with cfg.Service, grpc.health.v1
+// (reported through hs) and server reflection registered. Every call,
+// including the ones the REST facade forwards, passes the same
+// interceptors: it gets a request id, is authenticated (when cfg.APIKeys is
+// set), measured (when cfg.Metrics is set) and logged.
+func NewGRPCServer(cfg Config, hs *health.Server) *grpc.Server {
+	log := slog.New(NewRequestIDHandler(cfg.Log.Handler()))
+	unary := []grpc.UnaryServerInterceptor{assignRequestIDs()}
+	if cfg.Metrics != nil {
+		unary = append(unary, cfg.Metrics.UnaryServerInterceptor())
+	}
+	// Refused calls are measured and logged too: they are how a leaked or
+	// rotated key shows up.
+	unary = append(unary, logCalls(log))
+	var stream []grpc.StreamServerInterceptor
+	if len(cfg.APIKeys) > 0 {
+		keys := auth.NewAPIKeys(cfg.APIKeys)
+		unary = append(unary, requireAPIKey(keys))
+		stream = append(stream, requireAPIKeyStream(keys))
 	}
 	// Innermost, so that a panic is measured and logged as the Internal
 	// error it turns into.
-	chain = append(chain, logCalls(log), recoverPanics(log))
-	s := grpc.NewServer(grpc.ChainUnaryInterceptor(chain...))
-	wsgatewayv1.RegisterPublisherServiceServer(s, svc)
+	unary = append(unary, recoverPanics(log))
+	s := grpc.NewServer(grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
+	wsgatewayv1.RegisterPublisherServiceServer(s, cfg.Service)
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)
-	if m != nil {
-		m.InitializeGRPC(s)
+	if cfg.Metrics != nil {
+		cfg.Metrics.InitializeGRPC(s)
 	}
 	return s
 }

@@ -26,6 +26,9 @@ type Config struct {
 	Service    *Service
 	// Ready reports whether the store is reachable, for /readyz.
 	Ready func(context.Context) error
+	// APIKeys (API_KEYS), if any, are required from every caller but
+	// health checks; none turns publisher auth off.
+	APIKeys []string
 	// Metrics, if set, measures every gRPC call and is served at
 	// /metrics. The fan-out reports into it on its own (fanout.Options).
 	Metrics *metrics.Metrics
@@ -45,7 +48,10 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.DrainTimeout = DefaultDrainTimeout
 	}
 	hs := health.NewServer()
-	grpcSrv := NewGRPCServer(cfg.Service, hs, cfg.Log, cfg.Metrics)
+	if len(cfg.APIKeys) == 0 {
+		cfg.Log.Warn("PUBLISHER AUTH IS OFF: API_KEYS is unset, so anyone who can reach the gRPC and HTTP ports may publish to any topic")
+	}
+	grpcSrv := NewGRPCServer(cfg, hs)
 
 	conn, err := DialGRPC(cfg.GRPC.Addr().String())
 	if err != nil {

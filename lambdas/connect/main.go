@@ -1,23 +1,25 @@
-// Command connect is the $connect route's Lambda: it records each new
-// connection; refusing one (500) makes the client retry.
+// Command connect is the $connect route's Lambda: it verifies the connect
+// token (when CONNECT_TOKEN_SECRET is set) and records each new connection;
+// refusing one (401, or 500 on a store failure) makes the client retry.
 package main
 
 import (
-	"errors"
+	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
 
+	"github.com/wsgateway/wsgateway/internal/auth"
 	"github.com/wsgateway/wsgateway/internal/handler"
 	"github.com/wsgateway/wsgateway/lambdas/internal/lambdaenv"
 )
 
 func main() {
 	env := lambdaenv.Load("connect")
-	if env.Config.ConnectTokenSecret != "" {
-		// Until connect tokens are verified here, running with a secret
-		// would admit everyone while the operator believes auth is on.
-		lambdaenv.Exit(env.Log, errors.New("CONNECT_TOKEN_SECRET is set, but this build cannot verify connect tokens yet"))
+	routes := handler.NewRoutes(env.Store, env.Log)
+	if secret := env.Config.ConnectTokenSecret; secret != "" {
+		routes.Authenticate = handler.TokenAuth(auth.NewTokens(secret, time.Now))
+	} else {
+		env.Log.Warn("CONNECT AUTH IS OFF: CONNECT_TOKEN_SECRET is unset, so any client may connect and subscribe to any topic")
 	}
-	env.Log.Warn("connect auth is off (CONNECT_TOKEN_SECRET unset): any client may connect and subscribe to any topic")
-	lambda.Start(handler.NewRoutes(env.Store, env.Log).Connect)
+	lambda.Start(routes.Connect)
 }

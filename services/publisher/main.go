@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -26,8 +28,14 @@ import (
 )
 
 func main() {
+	healthcheck := flag.Bool("healthcheck", false, "probe this container's publisher: exit 0 if /healthz on HTTP_ADDR answers 200")
 	flag.Usage = func() { fmt.Fprint(os.Stderr, config.Usage("publisher")) }
 	flag.Parse()
+	if *healthcheck {
+		// The image's HEALTHCHECK and ECS's health check run this: the
+		// distroless image has no shell or curl.
+		os.Exit(probe())
+	}
 	// Every line logged during a call carries its request id.
 	log := slog.New(publisher.NewRequestIDHandler(slog.NewJSONHandler(os.Stderr, nil)))
 
@@ -71,6 +79,32 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Service: publisher.NewService(fan, st),
 		Ready:   st.Ping,
 		Metrics: m,
+		APIKeys: cfg.APIKeys,
 		Log:     log,
 	})
+}
+
+// probe asks the publisher listening on HTTP_ADDR whether it is alive.
+func probe() int {
+	cfg, _ := config.Load(os.Getenv) // only HTTP_ADDR matters here
+	host, port, err := net.SplitHostPort(cfg.HTTPAddr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "healthcheck:", err)
+		return 1
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1" // listening on every interface, loopback included
+	}
+	client := http.Client{Timeout: 2 * time.Second}
+	res, err := client.Get("http://" + net.JoinHostPort(host, port) + "/healthz")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "healthcheck:", err)
+		return 1
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		fmt.Fprintln(os.Stderr, "healthcheck: /healthz answered", res.Status)
+		return 1
+	}
+	return 0
 }
