@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -27,6 +28,7 @@ type Config struct {
 	Region             string   // AWS_REGION
 	APIKeys            []string // API_KEYS: empty = publisher auth off
 	ConnectTokenSecret string   // CONNECT_TOKEN_SECRET: empty = connect auth off
+	MaxSubscriptions   int      // MAX_SUBSCRIPTIONS_PER_CONNECTION
 }
 
 // Setting documents one environment variable for -h output and the README.
@@ -45,6 +47,7 @@ var Settings = []Setting{
 	{"AWS_REGION", "us-east-1", "AWS region"},
 	{"API_KEYS", "", "comma-separated publisher API keys; empty: publisher auth off"},
 	{"CONNECT_TOKEN_SECRET", "", "HMAC secret of connect tokens; empty: connect auth off"},
+	{"MAX_SUBSCRIPTIONS_PER_CONNECTION", "100", "subscriptions one WebSocket connection may hold"},
 }
 
 // Load reads the settings through getenv (os.Getenv in mains, a map in
@@ -78,6 +81,12 @@ func Load(getenv func(string) string) (Config, error) {
 	}
 
 	var errs []error
+	max := get("MAX_SUBSCRIPTIONS_PER_CONNECTION")
+	if n, err := strconv.Atoi(max); err != nil || n < 1 || n > 10000 {
+		errs = append(errs, fmt.Errorf("MAX_SUBSCRIPTIONS_PER_CONNECTION=%q: want a whole number from 1 to 10000", max))
+	} else {
+		c.MaxSubscriptions = n
+	}
 	for _, a := range []struct{ name, v string }{{"WS_ADDR", c.WSAddr}, {"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}} {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: want host:port: %v", a.name, a.v, err))
@@ -153,7 +162,7 @@ func Usage(binary string) string {
 		if d == "" {
 			d = "(unset)"
 		}
-		fmt.Fprintf(&b, "  %-22s %-16s %s\n", s.Name, d, s.Help)
+		fmt.Fprintf(&b, "  %-34s %-16s %s\n", s.Name, d, s.Help)
 	}
 	return b.String()
 }

@@ -13,7 +13,7 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{WSAddr: "127.0.0.1:8080", GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8081", TableName: "wsgateway", Region: "us-east-1"}
+	want := Config{WSAddr: "127.0.0.1:8080", GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8081", TableName: "wsgateway", Region: "us-east-1", MaxSubscriptions: 100}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load(empty) = %+v, want %+v", c, want)
 	}
@@ -48,14 +48,14 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	t.Parallel()
 	env := map[string]string{
 		"WS_ADDR": "8080", "TABLE_NAME": "a b", "DYNAMODB_ENDPOINT": "localhost:8000",
-		"APIGW_ENDPOINT": "ftp://x", "CONNECT_TOKEN_SECRET": "short",
+		"APIGW_ENDPOINT": "ftp://x", "CONNECT_TOKEN_SECRET": "short", "MAX_SUBSCRIPTIONS_PER_CONNECTION": "0",
 	}
 	_, err := Load(func(k string) string { return env[k] })
 	if err == nil {
 		t.Fatal("Load accepted invalid settings")
 	}
 	lines := strings.Split(err.Error(), "\n")
-	for _, name := range []string{"WS_ADDR", "TABLE_NAME", "DYNAMODB_ENDPOINT", "APIGW_ENDPOINT", "CONNECT_TOKEN_SECRET"} {
+	for _, name := range []string{"WS_ADDR", "TABLE_NAME", "DYNAMODB_ENDPOINT", "APIGW_ENDPOINT", "CONNECT_TOKEN_SECRET", "MAX_SUBSCRIPTIONS_PER_CONNECTION"} {
 		if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, name) }) {
 			t.Errorf("no line about %s in:\n%v", name, err)
 		}

@@ -17,7 +17,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsgateway/wsgateway/internal/apigw"
-	"github.com/wsgateway/wsgateway/internal/auth"
 	"github.com/wsgateway/wsgateway/internal/config"
 	"github.com/wsgateway/wsgateway/internal/emulator"
 	"github.com/wsgateway/wsgateway/internal/fanout"
@@ -63,11 +62,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Stack, erro
 	}
 
 	routes := handler.NewRoutes(st, log)
-	if cfg.ConnectTokenSecret != "" {
-		routes.Authenticate = handler.TokenAuth(auth.NewTokens(cfg.ConnectTokenSecret, time.Now))
-	} else {
-		log.Warn("CONNECT AUTH IS OFF: CONNECT_TOKEN_SECRET is unset, so any client may connect and subscribe to any topic")
-	}
+	routes.Configure(cfg)
 	s.Emulator = emulator.New(emulator.Config{
 		Routes: map[string]emulator.Handler{
 			"$connect":                routes.Connect,

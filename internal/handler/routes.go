@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"time"
 	"unicode/utf8"
 
@@ -26,7 +27,13 @@ type Connections interface {
 	DeleteConnection(ctx context.Context, connectionID string) error
 	Subscribe(ctx context.Context, connectionID string, topics []string) error
 	Unsubscribe(ctx context.Context, connectionID string, topics []string) error
+	Topics(ctx context.Context, connectionID string) ([]string, error)
 }
+
+// DefaultMaxSubscriptions bounds one connection's subscriptions, so that a
+// single browser cannot make every publish of many topics reach it, nor
+// grow its disconnect cleanup without end.
+const DefaultMaxSubscriptions = 100
 
 // Grant is what a $connect request proved it may do.
 type Grant struct {
@@ -51,11 +58,15 @@ type Routes struct {
 	// topic (connect auth off). Errors are logged: they must not quote
 	// the token.
 	Authenticate func(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (Grant, error)
+	// MaxSubscriptions per connection (MAX_SUBSCRIPTIONS_PER_CONNECTION).
+	// It is a soft bound: two subscribe frames of one connection handled
+	// at the same moment may pass it together.
+	MaxSubscriptions int
 }
 
 // NewRoutes returns the routes over s, logging to log.
 func NewRoutes(s Connections, log *slog.Logger) *Routes {
-	return &Routes{Store: s, Log: log, Now: time.Now}
+	return &Routes{Store: s, Log: log, Now: time.Now, MaxSubscriptions: DefaultMaxSubscriptions}
 }
 
 // errNoConnectionID means the event did not come from API Gateway's
@@ -130,12 +141,38 @@ func (r *Routes) Subscribe(ctx context.Context, req events.APIGatewayWebsocketPr
 				return nil, &wsproto.FrameError{Code: wsproto.CodeForbidden, Message: fmt.Sprintf("this connection may not subscribe to %q", t)}
 			}
 		}
+		if err := r.checkSubscriptionLimit(ctx, id, topics); err != nil {
+			return nil, err
+		}
 		if err := r.Store.Subscribe(ctx, id, topics); err != nil {
 			return nil, err
 		}
 		log.InfoContext(ctx, "subscribed", "topics", len(topics))
 		return wsproto.Subscribed(topics), nil
 	})
+}
+
+// checkSubscriptionLimit refuses a subscribe that would take the connection
+// past MaxSubscriptions; topics it already has do not count twice.
+func (r *Routes) checkSubscriptionLimit(ctx context.Context, id string, topics []string) error {
+	if r.MaxSubscriptions <= 0 {
+		return nil
+	}
+	have, err := r.Store.Topics(ctx, id)
+	if err != nil {
+		return err
+	}
+	total := len(have)
+	for _, t := range topics {
+		if !slices.Contains(have, t) {
+			total++
+		}
+	}
+	if total > r.MaxSubscriptions {
+		return &wsproto.FrameError{Code: wsproto.CodeLimitExceeded, Message: fmt.Sprintf(
+			"a connection may hold at most %d subscriptions; it has %d and this frame adds %d", r.MaxSubscriptions, len(have), total-len(have))}
+	}
+	return nil
 }
 
 // Unsubscribe forgets the frame's topics for the connection. It needs no

@@ -2,10 +2,12 @@ package handler
 
 import (
 	"context"
+	"time"
 
 	"github.com/aws/aws-lambda-go/events"
 
 	"github.com/wsgateway/wsgateway/internal/auth"
+	"github.com/wsgateway/wsgateway/internal/config"
 )
 
 // TokenAuth returns an Authenticate func that requires a valid connect
@@ -25,4 +27,17 @@ func TokenAuth(tokens *auth.Tokens) func(context.Context, events.APIGatewayWebso
 		}
 		return Grant{Subject: c.Subject, Topics: topics}, nil
 	}
+}
+
+// Configure applies the deployment's settings to the routes: connect
+// tokens when CONNECT_TOKEN_SECRET is set (one loud warning when it is not)
+// and the subscription limit. The devstack and the Lambdas share it, so
+// both enforce the same things.
+func (r *Routes) Configure(cfg config.Config) {
+	r.MaxSubscriptions = cfg.MaxSubscriptions
+	if cfg.ConnectTokenSecret == "" {
+		r.Log.Warn("CONNECT AUTH IS OFF: CONNECT_TOKEN_SECRET is unset, so any client may connect and subscribe to any topic")
+		return
+	}
+	r.Authenticate = TokenAuth(auth.NewTokens(cfg.ConnectTokenSecret, time.Now))
 }

@@ -4,22 +4,11 @@
 package main
 
 import (
-	"time"
-
 	"github.com/aws/aws-lambda-go/lambda"
 
-	"github.com/wsgateway/wsgateway/internal/auth"
-	"github.com/wsgateway/wsgateway/internal/handler"
 	"github.com/wsgateway/wsgateway/lambdas/internal/lambdaenv"
 )
 
 func main() {
-	env := lambdaenv.Load("connect")
-	routes := handler.NewRoutes(env.Store, env.Log)
-	if secret := env.Config.ConnectTokenSecret; secret != "" {
-		routes.Authenticate = handler.TokenAuth(auth.NewTokens(secret, time.Now))
-	} else {
-		env.Log.Warn("CONNECT AUTH IS OFF: CONNECT_TOKEN_SECRET is unset, so any client may connect and subscribe to any topic")
-	}
-	lambda.Start(routes.Connect)
+	lambda.Start(lambdaenv.Routes("connect").Connect)
 }

@@ -71,7 +71,9 @@ func Load(name string, requirements ...func(config.Config) error) *Env {
 // returns its routes.
 func Routes(name string) *handler.Routes {
 	env := Load(name)
-	return handler.NewRoutes(env.Store, env.Log)
+	routes := handler.NewRoutes(env.Store, env.Log)
+	routes.Configure(env.Config)
+	return routes
 }
 
 // Exit logs why the function cannot start, one line per problem, and ends
