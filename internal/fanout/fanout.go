@@ -167,11 +167,8 @@ func Validate(m Message) error {
 	if err := wsproto.ValidateTopic(m.Topic); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if len(m.Data) == 0 {
-		return fmt.Errorf("%w: data is required", ErrInvalid)
-	}
-	if !json.Valid(m.Data) {
-		return fmt.Errorf("%w: data is not valid JSON", ErrInvalid)
+	if err := checkData(m.Data); err != nil {
+		return err
 	}
 	if n := len(m.Attributes); n > MaxAttributes {
 		return fmt.Errorf("%w: %d attributes, at most %d allowed", ErrInvalid, n, MaxAttributes)
