@@ -10,7 +10,7 @@ LAMBDAS := $(patsubst lambdas/%/main.go,%,$(wildcard lambdas/*/main.go))
 # The exact flags of the Lambda and container builds (the Dockerfile uses the same).
 GO_BUILD_FLAGS := -trimpath -ldflags="-s -w"
 
-.PHONY: run test generate check-generate lint vet unit web-check screenshot lambdas package build clean
+.PHONY: run test generate check-generate lint vet unit test-load web-check screenshot lambdas package build clean
 
 run: ## start the devstack: emulated API Gateway, handlers, publisher, in-memory store
 	go run ./services/devstack
@@ -19,6 +19,10 @@ test: node_modules/.package-lock.json vet lint check-generate web-check unit lam
 
 unit:
 	go test -race -count=1 ./...
+
+test-load: node_modules/.package-lock.json ## the churn test: 2,000 WebSockets on DynamoDB (dynalite), nothing lost or leaked; CHURN_SEED=n replays a run
+	go vet -tags load ./internal/devstack/
+	go test -race -tags load -run '^TestChurn$$' -count=1 -v ./internal/devstack/
 
 vet:
 	go vet ./...
