@@ -10,15 +10,30 @@ LAMBDAS := $(patsubst lambdas/%/main.go,%,$(wildcard lambdas/*/main.go))
 # The exact flags of the Lambda and container builds (the Dockerfile uses the same).
 GO_BUILD_FLAGS := -trimpath -ldflags="-s -w"
 
-.PHONY: run test generate check-generate lint vet unit test-load web-check screenshot lambdas package build clean
+.PHONY: run test fuzz token generate check-generate lint vet unit test-load web-check screenshot lambdas package build clean
 
 run: ## start the devstack: emulated API Gateway, handlers, publisher, in-memory store
 	go run ./services/devstack
 
-test: node_modules/.package-lock.json vet lint check-generate web-check unit lambdas ## everything CI runs
+test: node_modules/.package-lock.json vet lint check-generate web-check unit fuzz lambdas ## everything but the load test (CI runs both)
 
 unit:
 	go test -race -count=1 ./...
+
+# Every fuzz target, FUZZTIME each (a short bounded run in make test; longer by hand, e.g.
+# make fuzz FUZZTIME=5m). A crasher is written to testdata/fuzz/: fix it and commit it, and
+# it stays a regression case that every plain go test run replays.
+FUZZTIME ?= 4s
+FUZZ_TARGETS := internal/wsproto:FuzzParseTopics internal/wsproto:FuzzAction internal/wsproto:FuzzValidateTopic \
+	internal/fanout:FuzzValidate internal/auth:FuzzVerify
+fuzz:
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($(FUZZTIME))"; \
+		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) ./$${t%%:*} || exit 1; \
+	done
+
+token: ## print a development connect token for TOPICS (default '*'), signed with CONNECT_TOKEN_SECRET
+	@go run ./services/token -sub "$${SUB:-dev}" $(or $(TOPICS),'*')
 
 test-load: node_modules/.package-lock.json ## the churn test: 2,000 WebSockets on DynamoDB (dynalite), nothing lost or leaked; CHURN_SEED=n replays a run
 	go vet -tags load ./internal/devstack/
