@@ -120,6 +120,17 @@ func testRefusedConnection(t *testing.T, browser context.Context) {
 		expectRefused(t, browser, "ws://"+l.Addr().String()+"/")
 	})
 
+	t.Run("bad token on a stack that enforces connect tokens", func(t *testing.T) {
+		e := start(t, map[string]string{
+			"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+			"CONNECT_TOKEN_SECRET": testSecret,
+		})
+		expectRefused(t, browser, "ws://"+e.stack.WSAddr+"/")
+		if ids := e.stack.Emulator.ConnectionIDs(); len(ids) != 0 {
+			t.Errorf("refused handshakes left connections %v", ids)
+		}
+	})
+
 	t.Run("handshake refused", func(t *testing.T) {
 		// Answers the handshake with 403, as API Gateway does when $connect
 		// refuses a token, and records the tokens it was offered.
