@@ -66,8 +66,9 @@ func Start(tb testing.TB) *Server {
 	}
 	s := &Server{
 		tb: tb, node: node, cli: cli, dataDir: tb.TempDir(),
-		// Enough idle connections for the bursts the store's tests send.
-		transport: &http.Transport{MaxIdleConns: 256, MaxIdleConnsPerHost: 256},
+		// node serves one request at a time: a few connections keep it
+		// busy, and one per request of a burst would only cost accepts.
+		transport: &http.Transport{MaxConnsPerHost: 16, MaxIdleConnsPerHost: 16},
 	}
 	tb.Cleanup(s.Stop)
 
