@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"strconv"
@@ -30,11 +29,9 @@ const (
 
 	// BatchWriteItem takes at most 25 requests. DynamoDB returns the ones it
 	// throttled as UnprocessedItems; they are retried batchAttempts times in
-	// all, with jittered backoff from batchBackoff up to batchBackoffMax.
-	batchSize       = 25
-	batchAttempts   = 6
-	batchBackoff    = 25 * time.Millisecond
-	batchBackoffMax = time.Second
+	// all, with the backoff of a throttled call (retry.go).
+	batchSize     = 25
+	batchAttempts = 6
 
 	// maxQueryLimit caps the items one Query evaluates, whatever the caller's
 	// page size.
@@ -69,7 +66,9 @@ func NewDynamoDB(client *dynamodb.Client, table string, opts ...Option) *DynamoD
 
 // NewDynamoDBClient returns a client for cfg's region and credentials, at
 // endpoint if it is not empty (dynalite, DynamoDB Local), with an HTTP client
-// that keeps enough idle connections for concurrent use.
+// that keeps enough idle connections for concurrent use and retries meant for
+// callers that hold a deadline (retry.go). It replaces cfg's retryer;
+// cfg.RetryMaxAttempts (AWS_MAX_ATTEMPTS) still overrides the attempts.
 func NewDynamoDBClient(cfg aws.Config, endpoint string) *dynamodb.Client {
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConns = maxIdleConnsPerHost
@@ -77,6 +76,7 @@ func NewDynamoDBClient(cfg aws.Config, endpoint string) *dynamodb.Client {
 	})
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		o.HTTPClient = httpClient
+		o.Retryer = newRetryer()
 		if endpoint != "" {
 			o.BaseEndpoint = aws.String(endpoint)
 		}
@@ -389,7 +389,7 @@ func (s *DynamoDB) deleteItems(ctx context.Context, keys []map[string]types.Attr
 }
 
 // batchWrite sends one batch and retries what DynamoDB left unprocessed
-// (it does so when throttled) with capped, jittered backoff.
+// (it does so when throttled).
 func (s *DynamoDB) batchWrite(ctx context.Context, writes []types.WriteRequest) error {
 	pending := map[string][]types.WriteRequest{s.table: writes}
 	for attempt := 1; ; attempt++ {
@@ -405,8 +405,7 @@ func (s *DynamoDB) batchWrite(ctx context.Context, writes []types.WriteRequest) 
 		if attempt == batchAttempts {
 			return fmt.Errorf("%w: dynamodb BatchWriteItem: %d writes still unprocessed after %d attempts", ErrUnavailable, left, attempt)
 		}
-		backoff := min(batchBackoff<<(attempt-1), batchBackoffMax)
-		if err := sleep(ctx, backoff/2+rand.N(backoff/2)); err != nil {
+		if err := sleep(ctx, backoff(attempt, throttleBackoffMax)); err != nil {
 			return err
 		}
 	}
@@ -455,9 +454,7 @@ func dynamoError(err error) error {
 	if err == nil {
 		return nil
 	}
-	transient := retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary ||
-		retry.IsErrorThrottles(retry.DefaultThrottles).IsErrorThrottle(err) == aws.TrueTernary
-	if transient {
+	if isThrottle(err) || retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return err

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"reflect"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -83,6 +85,41 @@ func TestNewDynamoDBClient(t *testing.T) {
 		}
 		if got := client.GetTransport().MaxIdleConnsPerHost; got != maxIdleConnsPerHost {
 			t.Errorf("MaxIdleConnsPerHost = %d, want %d", got, maxIdleConnsPerHost)
+		}
+		if got := o.Retryer.MaxAttempts(); got != maxAttempts {
+			t.Errorf("Retryer.MaxAttempts() = %d, want %d", got, maxAttempts)
+		}
+	}
+	// AWS_MAX_ATTEMPTS, as config.LoadDefaultConfig reads it.
+	cfg.RetryMaxAttempts = 2
+	if got := NewDynamoDBClient(cfg, "").Options().Retryer.MaxAttempts(); got != 2 {
+		t.Errorf("with RetryMaxAttempts 2: Retryer.MaxAttempts() = %d, want 2", got)
+	}
+}
+
+func TestBackoff(t *testing.T) {
+	t.Parallel()
+	throttled := &types.ProvisionedThroughputExceededException{Message: aws.String("slow down")}
+	refused := &net.OpError{Op: "dial", Err: syscall.ECONNREFUSED}
+	tests := []struct {
+		attempt  int
+		err      error
+		min, max time.Duration
+	}{
+		{1, throttled, backoffBase / 2, backoffBase},
+		{2, throttled, backoffBase, 2 * backoffBase},
+		{7, throttled, throttleBackoffMax / 2, throttleBackoffMax},
+		{100, throttled, throttleBackoffMax / 2, throttleBackoffMax}, // no overflow
+		{1, refused, backoffBase / 2, backoffBase},
+		{7, refused, transientBackoffMax / 2, transientBackoffMax},
+		{0, refused, backoffBase / 2, backoffBase},
+	}
+	for _, tt := range tests {
+		for range 100 {
+			d, err := retryDelay(tt.attempt, tt.err)
+			if err != nil || d < tt.min || d >= tt.max {
+				t.Fatalf("retryDelay(%d, %v) = %v, %v; want [%v, %v)", tt.attempt, tt.err, d, err, tt.min, tt.max)
+			}
 		}
 	}
 }

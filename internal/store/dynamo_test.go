@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/ratelimit"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -176,5 +178,141 @@ func TestDynamoDBMissingTableIsNotUnavailable(t *testing.T) {
 	var missing *types.ResourceNotFoundException
 	if !errors.As(err, &missing) || errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Ping on a missing table: error %v, want ResourceNotFoundException, not ErrUnavailable (a fault to fix, not to retry)", err)
+	}
+}
+
+// A throttled burst of concurrent calls must come through: DynamoDB asks
+// clients to back off, and the SDK's default retry quota would instead fail
+// most of the burst at once.
+func TestDynamoDBThrottledBurst(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	srv := dynalite.Start(t)
+	client := store.NewDynamoDBClient(testConfig(), srv.Endpoint())
+	table := newTable(t, client)
+	const burst = 300
+
+	// The next 300 requests are throttled: about every call's first attempt.
+	// Each call retries after a few milliseconds and gets through.
+	srv.ThrottleNext(burst, dynalite.ProvisionedThroughputExceeded)
+	for i, err := range callBurst(ctx, store.NewDynamoDB(client, table), "ours", burst) {
+		if err != nil {
+			t.Errorf("call %d of the throttled burst: %v", i, err)
+		}
+	}
+	if n := srv.Throttled(); n != burst {
+		t.Fatalf("the proxy throttled %d requests, want %d: the burst was not throttled as the test means", n, burst)
+	}
+	page, err := store.NewDynamoDB(client, table).Subscribers(ctx, "ours", 1000, "")
+	if err != nil || len(page.Subscriptions) != burst/3 {
+		t.Errorf("Subscribers after the burst: %d, %v; want the %d the burst subscribed", len(page.Subscriptions), err, burst/3)
+	}
+
+	// The same burst through a client with the SDK's default retryer. No
+	// request gets through before the 300 throttles are spent, so nothing
+	// refills its bucket of 500 tokens: after 100 retries at 5 tokens, every
+	// further throttled call fails at once. This is what the test guards
+	// against.
+	sdkDefault := dynamodb.NewFromConfig(testConfig(), func(o *dynamodb.Options) {
+		o.BaseEndpoint = aws.String(srv.Endpoint())
+	})
+	srv.ThrottleNext(burst, dynalite.ProvisionedThroughputExceeded)
+	var outOfQuota int
+	for _, err := range callBurst(ctx, store.NewDynamoDB(sdkDefault, table), "default", burst) {
+		var quota ratelimit.QuotaExceededError
+		if errors.As(err, &quota) {
+			outOfQuota++
+		}
+	}
+	if outOfQuota == 0 {
+		t.Errorf("no call failed with the SDK's default retryer: the burst no longer shows what the store's retryer is for")
+	}
+	t.Logf("the SDK's default retryer failed %d of %d calls for want of retry quota", outOfQuota, burst)
+}
+
+// callBurst makes n concurrent calls, a third each of PutConnection,
+// Subscribe (to topic) and Subscribers (of topic), and returns their errors.
+func callBurst(ctx context.Context, s store.Store, topic string, n int) []error {
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		id := fmt.Sprintf("%s-%03d", topic, i)
+		wg.Go(func() {
+			switch i % 3 {
+			case 0:
+				errs[i] = s.PutConnection(ctx, store.Connection{ID: id, ConnectedAt: time.Now()})
+			case 1:
+				errs[i] = s.Subscribe(ctx, id, []string{topic})
+			case 2:
+				_, errs[i] = s.Subscribers(ctx, topic, 10, "")
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}
+
+// DynamoDB throttles with either of two errors. Both are retried, more
+// patiently than by the SDK's 4 attempts for DynamoDB; under throttling that
+// does not let up every method answers ErrUnavailable by itself, before the
+// deadline; the caller's deadline ends the retries early; and once
+// throttling ends, every method works again.
+func TestDynamoDBThrottling(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	srv := dynalite.Start(t)
+	client := store.NewDynamoDBClient(testConfig(), srv.Endpoint())
+	s := store.NewDynamoDB(client, newTable(t, client))
+
+	srv.ThrottleNext(4, dynalite.ProvisionedThroughputExceeded)
+	if err := s.PutConnection(ctx, store.Connection{ID: "c1", ConnectedAt: time.Now()}); err != nil {
+		t.Fatalf("PutConnection throttled 4 times with ProvisionedThroughputExceeded: %v, want it retried", err)
+	}
+	srv.ThrottleNext(4, dynalite.Throttling)
+	if err := s.Subscribe(ctx, "c1", []string{"a"}); err != nil {
+		t.Fatalf("Subscribe throttled 4 times with ThrottlingException: %v, want it retried", err)
+	}
+	if n := srv.Throttled(); n != 8 {
+		t.Fatalf("the proxy throttled %d requests, want 8", n)
+	}
+
+	srv.Throttle(1, dynalite.ProvisionedThroughputExceeded)
+	// All at once, as the retries mostly wait.
+	errs := make([]error, len(everyMethod))
+	var wg sync.WaitGroup
+	deadline, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	for i, m := range everyMethod {
+		wg.Go(func() { errs[i] = m.call(deadline, s) })
+	}
+	wg.Wait()
+	for i, m := range everyMethod {
+		var throttled *types.ProvisionedThroughputExceededException
+		if !errors.Is(errs[i], store.ErrUnavailable) || !errors.As(errs[i], &throttled) {
+			t.Errorf("%s always throttled: %v, want ErrUnavailable wrapping DynamoDB's error", m.name, errs[i])
+		}
+	}
+	if deadline.Err() != nil {
+		t.Errorf("calls always throttled ran into the deadline: their retries must end by themselves")
+	}
+
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	before := srv.Throttled()
+	if err := s.Ping(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Ping past the caller's deadline: %v, want context.DeadlineExceeded", err)
+	}
+	// The waits between 8 attempts add up to more than a second: fewer
+	// attempts mean the deadline ended the retries.
+	if n := srv.Throttled() - before; n >= 8 {
+		t.Errorf("Ping made %d attempts within a 100ms deadline, want the deadline to stop them", n)
+	}
+
+	srv.Throttle(0, "")
+	for _, m := range everyMethod {
+		if err := m.call(ctx, s); err != nil {
+			t.Errorf("%s once throttling ended: %v", m.name, err)
+		}
 	}
 }
