@@ -283,13 +283,7 @@ func (s *DynamoDB) Unsubscribe(ctx context.Context, connectionID string, topics 
 // until it has one subscription more than the page, which also tells
 // whether there is a next page, or the partition ends.
 func (s *DynamoDB) Subscribers(ctx context.Context, topic string, limit int, pageToken string) (Page, error) {
-	if err := checkTopic(topic); err != nil {
-		return Page{}, err
-	}
-	if err := checkLimit(limit); err != nil {
-		return Page{}, err
-	}
-	after, err := decodePageToken(topic, pageToken)
+	after, err := checkSubscribersArgs(topic, limit, pageToken)
 	if err != nil {
 		return Page{}, err
 	}

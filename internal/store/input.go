@@ -45,9 +45,14 @@ func checkTopics(connectionID string, topics []string) ([]string, error) {
 	return slices.Compact(topics), nil
 }
 
-func checkLimit(limit int) error {
-	if limit < 1 {
-		return fmt.Errorf("%w: limit %d, want at least 1", ErrInvalidArgument, limit)
+// checkSubscribersArgs validates a Subscribers call the same way for every
+// store and returns the connection id the page starts after.
+func checkSubscribersArgs(topic string, limit int, pageToken string) (after string, err error) {
+	if err := checkTopic(topic); err != nil {
+		return "", err
 	}
-	return nil
+	if limit < 1 {
+		return "", fmt.Errorf("%w: limit %d, want at least 1", ErrInvalidArgument, limit)
+	}
+	return decodePageToken(topic, pageToken)
 }

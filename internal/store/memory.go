@@ -144,13 +144,7 @@ func (m *Memory) removeSubscription(topic, connectionID string) {
 }
 
 func (m *Memory) Subscribers(_ context.Context, topic string, limit int, pageToken string) (Page, error) {
-	if err := checkTopic(topic); err != nil {
-		return Page{}, err
-	}
-	if err := checkLimit(limit); err != nil {
-		return Page{}, err
-	}
-	after, err := decodePageToken(topic, pageToken)
+	after, err := checkSubscribersArgs(topic, limit, pageToken)
 	if err != nil {
 		return Page{}, err
 	}
