@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -35,6 +36,11 @@ type conn struct {
 	timer      *time.Timer  // enforces the idle timeout and maximum duration
 	closing    atomic.Pointer[closeStatus]
 	dropped    atomic.Bool
+
+	// One frame is written at a time; writeTimer cuts the socket under a
+	// write that outlasts the write timeout. Created by the first write.
+	writeMu    sync.Mutex
+	writeTimer *time.Timer
 }
 
 // closeStatus is why the server closed a connection, reported to
@@ -316,10 +322,24 @@ func (e *Emulator) loseDisconnect() bool {
 // send writes p to c as one text frame within the write timeout. A socket
 // that fails or misses the deadline is cut: a frame written in part cannot
 // be taken back. A missed deadline wraps context.DeadlineExceeded.
+//
+// The deadline is one timer per connection, reset for each write, rather
+// than a context per write: this is the path of every PostToConnection. A
+// write waiting for another one's turn is bounded by that other's
+// deadline, after which the socket is cut and it fails at once.
 func (e *Emulator) send(c *conn, p []byte) error {
-	ctx, cancel := context.WithTimeout(context.Background(), e.writeTimeout)
-	err := c.ws.Write(ctx, websocket.MessageText, p)
-	cancel()
+	c.writeMu.Lock()
+	if c.writeTimer == nil {
+		c.writeTimer = time.AfterFunc(e.writeTimeout, func() { _ = c.ws.CloseNow() })
+	} else {
+		c.writeTimer.Reset(e.writeTimeout)
+	}
+	// A context without Done: coder/websocket arms no watchdog of its own.
+	err := c.ws.Write(context.Background(), websocket.MessageText, p)
+	if !c.writeTimer.Stop() && err != nil {
+		err = fmt.Errorf("%w after %v: %w", context.DeadlineExceeded, e.writeTimeout, err)
+	}
+	c.writeMu.Unlock()
 	if err != nil {
 		e.remove(c)
 		_ = c.ws.CloseNow() // the read loop ends and reports 1006
