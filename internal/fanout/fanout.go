@@ -66,9 +66,9 @@ type Poster interface {
 
 // Defaults for the zero Options fields.
 const (
-	DefaultConcurrency = 32
+	DefaultConcurrency = 1024
 	DefaultPageSize    = 1000
-	DefaultMaxAttempts = 3
+	DefaultMaxAttempts = 5
 	DefaultBaseBackoff = 50 * time.Millisecond
 	DefaultMaxBackoff  = time.Second
 	DefaultCallTimeout = 5 * time.Second
@@ -76,9 +76,11 @@ const (
 
 // Options tune a Fanout. Zero (or negative) fields take the defaults above.
 type Options struct {
-	// Concurrency is how many posts of one publish are in flight at once.
-	// Keep it at or below apigw.MaxIdleConnsPerHost so posts reuse
-	// connections.
+	// Concurrency caps the posts of one publish in flight at once. Below
+	// it, the fan-out keeps as many in flight as hide the management API's
+	// latency, and paces them to the account's quota when it throttles
+	// (flow.go). Keep it at or below apigw.MaxIdleConnsPerHost so posts
+	// reuse connections.
 	Concurrency int
 	// PageSize is how many subscribers are read per store page.
 	PageSize int
@@ -148,16 +150,19 @@ func (o Options) withDefaults() Options {
 }
 
 // Fanout publishes messages to a topic's subscribers. It is safe for
-// concurrent use; each Publish runs its own bounded pool of workers.
+// concurrent use; each Publish runs its own bounded pool of workers, and
+// all of them share one flow: what the management API was seen to absorb.
 type Fanout struct {
 	subs   Subscribers
 	poster Poster
 	opts   Options
+	flow   *flow
 }
 
 // New returns a Fanout that reads subscribers from subs and posts with poster.
 func New(subs Subscribers, poster Poster, opts Options) *Fanout {
-	return &Fanout{subs: subs, poster: poster, opts: opts.withDefaults()}
+	opts = opts.withDefaults()
+	return &Fanout{subs: subs, poster: poster, opts: opts, flow: newFlow(opts.Concurrency)}
 }
 
 // Validate reports what is wrong with m, if anything, wrapping ErrInvalid.
@@ -258,20 +263,22 @@ type publish struct {
 	log      *slog.Logger
 }
 
-// run feeds connection ids, page after page, to a fixed pool of workers, so
-// that reading the next page overlaps posting the current one.
+// run feeds connection ids, page after page, to a pool of workers, so that
+// reading the next page overlaps posting the current one. A worker lives as
+// long as the publish and posts to one connection after another; a new one
+// starts only when every worker is busy and the flow's window has room.
 func (p *publish) run(ctx context.Context, topic string, page store.Page) (Result, error) {
-	workers := p.opts.Concurrency
-	if page.NextToken == "" {
-		workers = min(workers, len(page.Subscriptions))
-	}
 	jobs := make(chan string)
-	tallies := make([]Result, workers) // one per worker: no shared counters
-	var wg sync.WaitGroup
-	for i := range workers {
+	var (
+		wg      sync.WaitGroup
+		tallies []*Result // one per worker: no shared counters
+	)
+	hire := func() {
+		t := new(Result)
+		tallies = append(tallies, t)
 		wg.Go(func() {
 			for connID := range jobs {
-				tallies[i].add(p.deliver(ctx, connID))
+				t.add(p.deliver(ctx, connID))
 			}
 		})
 	}
@@ -281,6 +288,14 @@ func (p *publish) run(ctx context.Context, topic string, page store.Page) (Resul
 feed:
 	for {
 		for i, s := range page.Subscriptions {
+			select {
+			case jobs <- s.ConnectionID: // an idle worker took it
+				continue
+			default:
+			}
+			if len(tallies) < p.flow.windowSize() {
+				hire()
+			}
 			select {
 			case jobs <- s.ConnectionID:
 			case <-ctx.Done():
@@ -336,12 +351,21 @@ func (r *Result) add(o outcome) {
 }
 
 // deliver posts the envelope to one connection, retrying what may pass.
+// A 429 the flow has since answered by slowing down does not count against
+// MaxAttempts: it says the pace was too fast, not that the post is doomed.
 func (p *publish) deliver(ctx context.Context, connID string) outcome {
-	for attempt := 1; ; attempt++ {
+	for attempt, charged := 1, 0; ; attempt++ {
 		if ctx.Err() != nil {
 			return failed
 		}
+		t, ok := p.flow.acquire(ctx)
+		if !ok {
+			return failed
+		}
 		err := p.post(ctx, connID)
+		if forgiven := p.flow.release(t, flowAnswer(ctx, err)); !forgiven {
+			charged++
+		}
 		switch {
 		case err == nil:
 			return delivered
@@ -350,7 +374,7 @@ func (p *publish) deliver(ctx context.Context, connID string) outcome {
 			return gone
 		case ctx.Err() != nil:
 			return failed // counted in run's summary, not logged one by one
-		case !retryable(err) || attempt >= p.opts.MaxAttempts:
+		case !retryable(err) || charged >= p.opts.MaxAttempts:
 			p.log.WarnContext(ctx, "fanout: post failed", "connection_id", connID, "attempts", attempt, "err", err)
 			return failed
 		}
@@ -376,6 +400,17 @@ func (p *publish) forget(ctx context.Context, connID string) {
 	if err := p.subs.DeleteConnection(ctx, connID); err != nil {
 		p.log.WarnContext(ctx, "fanout: delete gone connection", "connection_id", connID, "err", err)
 	}
+}
+
+// flowAnswer is what a post's outcome tells the flow.
+func flowAnswer(ctx context.Context, err error) answer {
+	switch {
+	case ctx.Err() != nil:
+		return abandoned
+	case errors.Is(err, apigw.ErrThrottled):
+		return throttled
+	}
+	return answered
 }
 
 // retryable reports whether another attempt may succeed. A per-call timeout
