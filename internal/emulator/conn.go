@@ -1,10 +1,13 @@
 package emulator
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"math"
 	"net"
 	"net/http"
@@ -101,7 +104,7 @@ func (e *Emulator) upgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// API Gateway checks no Origin and negotiates no compression.
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	c.ws = ws
 	close(c.ready)
 	if err != nil {
@@ -111,7 +114,41 @@ func (e *Emulator) upgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	e.log.Debug("connected", "connection_id", c.id, "source_ip", c.sourceIP)
-	e.serve(c)
+	// A goroutine of its own, so that the server's goroutine, its stack
+	// grown by $connect, ends here: an idle connection keeps only a
+	// reader's small stack.
+	go e.serve(c)
+}
+
+// Buffer sizes of a connection's socket. net/http hands a hijacked
+// connection over with 4 KiB for reading and 4 KiB for writing, kept for
+// its whole life: most of what an idle connection costs. Client frames
+// are small (a larger one is read straight into its message), and most
+// messages fit the write buffer; a larger one costs a second write.
+const (
+	readBufferBytes  = 512
+	writeBufferBytes = 2048
+)
+
+// smallBuffers hijacks the connection for coder/websocket with buffers of
+// readBufferBytes and writeBufferBytes.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	// What the server read past the handshake (a first frame) stays
+	// buffered in the new reader, where Accept looks for it.
+	n := brw.Reader.Buffered()
+	leftover, _ := brw.Reader.Peek(n)
+	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(leftover)), conn), max(readBufferBytes, n))
+	if _, err := br.Peek(n); err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, writeBufferBytes)), nil
 }
 
 // isHandshake reports whether r is a well-formed WebSocket opening
@@ -171,7 +208,15 @@ func (e *Emulator) serve(c *conn) {
 			return
 		}
 		c.touch()
-		e.dispatch(c, body)
+		// The route runs on a goroutine of its own, one frame at a time:
+		// the stack a handler grows goes with it, instead of staying with
+		// the connection for its life.
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			e.dispatch(c, body)
+		}()
+		<-done
 	}
 }
 
