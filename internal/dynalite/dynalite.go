@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -166,9 +167,10 @@ func (s *Server) start() error {
 	}
 	deadline := time.Now().Add(startTimeout)
 	for {
-		conn, err := net.DialTimeout("tcp", s.nodeAddr(), time.Second)
-		if err == nil {
-			conn.Close()
+		// Its own "listening" line, not a successful dial: another test's
+		// dynalite that won a race for the same port would answer a dial
+		// while this one exits with EADDRINUSE.
+		if strings.Contains(p.output.String(), "Dynalite listening at:") {
 			s.proc = p
 			return nil
 		}
