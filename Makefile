@@ -10,7 +10,7 @@ LAMBDAS := $(patsubst lambdas/%/main.go,%,$(wildcard lambdas/*/main.go))
 # The exact flags of the Lambda and container builds (the Dockerfile uses the same).
 GO_BUILD_FLAGS := -trimpath -ldflags="-s -w"
 
-.PHONY: run test fuzz token generate check-generate lint vet unit test-load web-check screenshot lambdas package build clean
+.PHONY: run test fuzz token generate check-generate lint vet unit test-load web-check screenshot lambdas package build clean bench
 
 run: ## start the devstack: emulated API Gateway, handlers, publisher, in-memory store
 	go run ./services/devstack
@@ -48,6 +48,9 @@ web-check: node_modules/.package-lock.json ## type-check web/ (JSDoc, no build s
 
 screenshot: ## docs/demo.png: the demo page at laptop size, taken by the browser test
 	WSGATEWAY_SCREENSHOT=$(CURDIR)/docs/demo.png go test -count=1 -run 'TestBrowser/demo_page$$' ./internal/devstack/
+
+bench: node_modules/.package-lock.json ## the fan-out benchmark (docs/performance.md): prints the table, saves build/bench/results.{txt,json,png}
+	go run ./services/bench -out build/bench
 
 lint:
 	$(BUF) lint
