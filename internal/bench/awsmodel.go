@@ -25,6 +25,10 @@ type AWSResult struct {
 	Failed    int     `json:"failed"`
 	Throttled float64 `json:"throttled"`
 	Calls     float64 `json:"calls"`
+	// Cores is how many of the machine's cores the stack and the
+	// subscribers kept busy during the median run: near all of them, the
+	// CPU, not the quota, set the time.
+	Cores float64 `json:"cores_busy"`
 	// Baseline is the seed's algorithm: measured, or projected from the
 	// measured per-post time when it would take minutes.
 	Baseline          Millis  `json:"baseline_ms"`
@@ -84,6 +88,7 @@ func runAWS(ctx context.Context, cfg Config) ([]AWSResult, error) {
 			return results, err
 		}
 		var runs []time.Duration
+		cores := map[time.Duration]float64{}
 		for range awsRuns {
 			if err := waitCtx(ctx, refill); err != nil {
 				return results, err
@@ -108,10 +113,10 @@ func runAWS(ctx context.Context, cfg Config) ([]AWSResult, error) {
 			last := slices.Max(lat)
 			cpu1, _ := cpuTime(p.cmd.Process.Pid)
 			self1, _ := cpuTime(0)
-			cfg.progress("  cores busy: stack %.2f, subscribers %.2f", (cpu1-cpu0).Seconds()/last.Seconds(), (self1-self0).Seconds()/last.Seconds())
+			cores[last] = (cpu1 - cpu0 + self1 - self0).Seconds() / last.Seconds()
 			runs = append(runs, last)
 			r.Runs = append(r.Runs, Millis(last))
-			cfg.progress("aws S=%-5d %v until the last subscriber (floor %v), publish answered %+v", size, fmtDuration(last), r.Floor, res)
+			cfg.progress("aws S=%-5d %v until the last subscriber (floor %v), %.2f cores busy; publish answered %+v", size, fmtDuration(last), r.Floor, cores[last], res)
 		}
 		after, err := pc.counters(ctx, throttledSeries, okSeries)
 		if err != nil {
@@ -123,6 +128,7 @@ func runAWS(ctx context.Context, cfg Config) ([]AWSResult, error) {
 			cfg.progress("aws S=%d: %d deliveries failed; the publisher said:\n%s", size, r.Failed, p.stderr())
 		}
 		r.Median = Millis(median(runs))
+		r.Cores = cores[time.Duration(r.Median)]
 		r.Ratio = float64(r.Median) / float64(r.Floor)
 		results = append(results, r)
 	}

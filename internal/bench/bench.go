@@ -74,6 +74,38 @@ func DefaultConfig() Config {
 	}
 }
 
+// withDefaults fills the zero fields from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	set := func(v *int, def int) {
+		if *v == 0 {
+			*v = def
+		}
+	}
+	if c.Latency == 0 {
+		c.Latency = d.Latency
+	}
+	if c.QuotaRate == 0 {
+		c.QuotaRate = d.QuotaRate
+	}
+	if c.SDKDuration == 0 {
+		c.SDKDuration = d.SDKDuration
+	}
+	if len(c.AWSSizes) == 0 {
+		c.AWSSizes = d.AWSSizes
+	}
+	if len(c.CPUSizes) == 0 {
+		c.CPUSizes = d.CPUSizes
+	}
+	set(&c.QuotaBurst, d.QuotaBurst)
+	set(&c.Deliveries, d.Deliveries)
+	set(&c.CompareSize, d.CompareSize)
+	set(&c.LookupConnections, d.LookupConnections)
+	set(&c.LookupTopics, d.LookupTopics)
+	set(&c.IdleConnections, d.IdleConnections)
+	return c
+}
+
 func (c Config) messages(size int) int { return max(5, c.Deliveries/size) }
 
 func (c Config) runs(scenario int) bool {
@@ -116,9 +148,10 @@ type Machine struct {
 
 // ConfigShown is the part of Config a reader needs to read the numbers.
 type ConfigShown struct {
-	Latency    Millis  `json:"latency_ms"`
-	QuotaRate  float64 `json:"quota_rate"`
-	QuotaBurst int     `json:"quota_burst"`
+	Latency     Millis  `json:"latency_ms"`
+	QuotaRate   float64 `json:"quota_rate"`
+	QuotaBurst  int     `json:"quota_burst"`
+	CompareSize int     `json:"compare_size"`
 }
 
 // Run runs the scenarios. exe is this binary, which the stacks run as
@@ -128,10 +161,11 @@ func Run(ctx context.Context, cfg Config, exe string) (*Results, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg = cfg.withDefaults()
 	cfg.exe, cfg.aws = exe, awsCfg
 	res := &Results{
 		Machine: machine(),
-		Config:  ConfigShown{Latency: Millis(cfg.Latency), QuotaRate: cfg.QuotaRate, QuotaBurst: cfg.QuotaBurst},
+		Config:  ConfigShown{Latency: Millis(cfg.Latency), QuotaRate: cfg.QuotaRate, QuotaBurst: cfg.QuotaBurst, CompareSize: cfg.CompareSize},
 	}
 	if cfg.runs(1) || cfg.runs(2) {
 		if res.AWS, err = runAWS(ctx, cfg); err != nil {

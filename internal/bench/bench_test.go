@@ -66,7 +66,9 @@ func TestRunSmall(t *testing.T) {
 	cases := map[string]bool{}
 	for _, c := range res.CPU {
 		cases[c.Case] = true
-		if c.Failed != 0 || c.DeliveriesPerSec <= 0 || c.Latency.N != c.Subscribers*c.Messages || c.Latency.P50 > c.Latency.Max || c.CPU.Stack <= 0 {
+		// /proc counts a process's CPU in 10 ms ticks, which a tiny row
+		// may not reach in one of the two processes.
+		if c.Failed != 0 || c.DeliveriesPerSec <= 0 || c.Latency.N != c.Subscribers*c.Messages || c.Latency.P50 > c.Latency.Max || c.CPU.Stack+c.CPU.Subscribers <= 0 {
 			t.Errorf("scenario 3, %s S=%d: %+v, want every delivery made, timed, and its CPU counted", c.Case, c.Subscribers, c)
 		}
 	}

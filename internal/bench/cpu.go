@@ -53,7 +53,7 @@ func cpuTopic(size int) string { return fmt.Sprint("cpu-", size) }
 // runCPU is scenario 3: the CPU cost of a delivery on this machine, where
 // nothing but the CPU limits the fan-out.
 func runCPU(ctx context.Context, cfg Config) ([]CPUResult, error) {
-	p, addrs, err := startStackProc(cfg.exe, StackConfig{Publisher: true, PProf: cfg.Profiles != ""})
+	p, addrs, err := startStackProc(cfg.exe, StackConfig{Publisher: true, Reference: true, PProf: cfg.Profiles != ""})
 	if err != nil {
 		return nil, err
 	}
@@ -106,38 +106,18 @@ func runCPU(ctx context.Context, cfg Config) ([]CPUResult, error) {
 	if err := row("baseline", cfg.CompareSize, max(3, cfg.messages(cfg.CompareSize)/10), s.publish); err != nil {
 		return rows, err
 	}
-	plain, err := runPlainReference(ctx, cfg)
+	// The same topic from the stack's second publisher, which posts with
+	// plain net/http (plainPoster): how close the product's SDK path comes
+	// to the prototype's, on the same stack, in the same run.
+	ref, err := newPublisherClient(StackAddrs{GRPC: addrs.RefGRPC})
 	if err != nil {
-		return rows, fmt.Errorf("plain net/http reference: %w", err)
+		return rows, err
 	}
-	return append(rows, plain), nil
-}
-
-// runPlainReference is the gRPC row of cfg.CompareSize again, on a stack
-// whose publisher posts with plain net/http (plainPoster): how close the
-// product's SDK path comes to the prototype's, on the same machine, in the
-// same run.
-func runPlainReference(ctx context.Context, cfg Config) (CPUResult, error) {
-	p, addrs, err := startStackProc(cfg.exe, StackConfig{Publisher: true, PlainPoster: true})
-	if err != nil {
-		return CPUResult{}, err
+	defer ref.close()
+	if err := row("plain net/http", cfg.CompareSize, cfg.messages(cfg.CompareSize), ref.publishGRPC); err != nil {
+		return rows, err
 	}
-	defer p.stop()
-	pc, err := newPublisherClient(addrs)
-	if err != nil {
-		return CPUResult{}, err
-	}
-	defer pc.close()
-	size := cfg.CompareSize
-	subs, err := connect(ctx, "ws://"+addrs.WS+"/", size, func(int) []string { return []string{cpuTopic(size)} })
-	if err != nil {
-		return CPUResult{}, err
-	}
-	defer subs.close()
-	r, err := measureCPU(ctx, subs, p.cmd.Process.Pid, size, cfg.messages(size), pc.publishGRPC)
-	r.Case = "plain net/http"
-	cfg.progress("cpu %-8s S=%-5d %8.0f deliveries/s  p50 %v p99 %v max %v  rpc p50 %v  CPU/delivery stack %v subscribers %v", r.Case, size, r.DeliveriesPerSec, r.Latency.P50, r.Latency.P99, r.Latency.Max, r.RPC.P50, r.CPU.Stack, r.CPU.Subscribers)
-	return r, err
+	return rows, nil
 }
 
 // measureCPU publishes messages to the size-subscriber topic one after

@@ -86,7 +86,7 @@ func tableRows(res *Results) []row {
 		rows = append(rows, row{
 			"1", fmt.Sprintf("AWS model, S=%d", a.Subscribers),
 			fmt.Sprintf("%v to the last subscriber", a.Median),
-			fmt.Sprintf("floor %v: %.2f×; %d lost, %.0f of %.0f calls 429", a.Floor, a.Ratio, a.Failed, a.Throttled, a.Calls),
+			fmt.Sprintf("floor %v: %.2f×; %d lost; %.1f%% of calls 429; %.1f cores busy", a.Floor, a.Ratio, a.Failed, 100*a.Throttled/max(1, a.Calls), a.Cores),
 			"≤ 1.15× floor, 0 lost",
 		})
 	}
@@ -97,19 +97,34 @@ func tableRows(res *Results) []row {
 		}
 		rows = append(rows, row{"2", fmt.Sprintf("baseline, S=%d", a.Subscribers), fmt.Sprintf("%v%s", a.Baseline, projected), fmt.Sprintf("ours %.0f× faster", a.Speedup), ""})
 	}
+	var grpc float64 // deliveries/s of the gRPC row the baseline and the reference compare with
 	for _, c := range res.CPU {
-		rows = append(rows, row{
-			"3", fmt.Sprintf("%s, S=%d, M=%d", c.Case, c.Subscribers, c.Messages),
-			fmt.Sprintf("%.0f deliveries/s", c.DeliveriesPerSec),
-			fmt.Sprintf("p50/p99/max %v/%v/%v; RPC p50 %v", c.Latency.P50, c.Latency.P99, c.Latency.Max, c.RPC.P50),
-			"",
-		})
+		if c.Case == "gRPC" && (grpc == 0 || c.Subscribers == res.Config.CompareSize) {
+			grpc = c.DeliveriesPerSec
+		}
+	}
+	for _, c := range res.CPU {
+		compare := fmt.Sprintf("p50/p99/max %v/%v/%v; RPC p50 %v; CPU %v + %v", c.Latency.P50, c.Latency.P99, c.Latency.Max, c.RPC.P50, c.CPU.Stack, c.CPU.Subscribers)
+		switch c.Case {
+		case "baseline":
+			compare = fmt.Sprintf("ours %.1f× faster; ", grpc/c.DeliveriesPerSec) + compare
+		case "plain net/http":
+			compare = fmt.Sprintf("ours at %.2f× of it; ", grpc/c.DeliveriesPerSec) + compare
+		}
+		target := ""
+		if c.Case == "gRPC" && c.Subscribers == res.Config.CompareSize {
+			target = "≥ 25 000/s, p99 ≤ 50 ms"
+		}
+		rows = append(rows, row{"3", fmt.Sprintf("%s, S=%d, M=%d", c.Case, c.Subscribers, c.Messages), fmt.Sprintf("%.0f deliveries/s", c.DeliveriesPerSec), compare, target})
+	}
+	if s := res.SDK; s != nil {
+		rows = append(rows, row{"4", "SDK vs net/http", fmt.Sprintf("%.0f vs %.0f calls/s", s.SDK, s.Plain), fmt.Sprintf("%.2f× (default SDK client %.0f/s)", s.Ratio, s.DefaultSDK), "≤ 1.5×"})
 	}
 	if l := res.Lookup; l != nil {
 		rows = append(rows, row{"5", fmt.Sprintf("lookup, C=%d, T=%d", l.Connections, l.Topics),
 			fmt.Sprintf("%.0f items, %.1f RCU per publish", l.Ours.ItemsRead, l.Ours.Capacity),
-			fmt.Sprintf("seed's Scan: %.0f items, %.1f RCU (%.0f× more capacity)", l.Seed.ItemsRead, l.Seed.Capacity, l.Seed.Capacity/l.Ours.Capacity),
-			fmt.Sprintf("items = topic's %d", l.Connections/l.Topics)})
+			fmt.Sprintf("seed's Scan: %.0f items, %.1f RCU (%.0f× the capacity)", l.Seed.ItemsRead, l.Seed.Capacity, l.Seed.Capacity/l.Ours.Capacity),
+			fmt.Sprintf("items = the topic's %d", l.Connections/l.Topics)})
 	}
 	if m := res.Memory; m != nil {
 		rows = append(rows, row{"6", fmt.Sprintf("emulator RSS, %d idle WebSockets", m.Connections),
@@ -118,9 +133,6 @@ func tableRows(res *Results) []row {
 		rows = append(rows, row{"6", fmt.Sprintf("publisher RSS, fan-out to %d", m.Delivered),
 			fmt.Sprintf("%.1f MiB at peak", float64(m.PublisherPeak)/(1<<20)),
 			fmt.Sprintf("%.1f MiB at rest", float64(m.PublisherIdle)/(1<<20)), ""})
-	}
-	if s := res.SDK; s != nil {
-		rows = append(rows, row{"4", "SDK vs net/http", fmt.Sprintf("%.0f vs %.0f calls/s", s.SDK, s.Plain), fmt.Sprintf("%.2f× (default SDK client %.0f/s)", s.Ratio, s.DefaultSDK), "≤ 1.5×"})
 	}
 	return rows
 }

@@ -39,9 +39,10 @@ type StackConfig struct {
 	DynamoDB, Table string
 	// Publisher serves the publisher service too, as the devstack does.
 	Publisher bool
-	// PlainPoster makes the publisher post with plain net/http instead of
-	// the SDK client: a reference, not the product (see plainPoster).
-	PlainPoster bool
+	// Reference serves a second publisher service, which posts with plain
+	// net/http instead of the SDK client: a reference on the same stack,
+	// not the product (see plainPoster).
+	Reference bool
 	// PProf serves net/http/pprof on a loopback port, to profile the
 	// stack.
 	PProf bool
@@ -53,6 +54,9 @@ type StackAddrs struct {
 	GRPC  string `json:"grpc,omitempty"`  // the publisher's gRPC
 	HTTP  string `json:"http,omitempty"`  // the publisher's REST facade
 	PProf string `json:"pprof,omitempty"` // see pprofMux
+	// The reference publisher's gRPC and REST.
+	RefGRPC string `json:"ref_grpc,omitempty"`
+	RefHTTP string `json:"ref_http,omitempty"`
 }
 
 // ServeStack is the devstack's wiring on loopback ports, for a benchmark's
@@ -105,23 +109,20 @@ func ServeStack(ctx context.Context, cfg StackConfig, ready io.Writer) error {
 		errc <- ignoreClosed(wsSrv.Serve(wsLis))
 	}()
 
-	if cfg.Publisher {
+	running := 1 // goroutines that will send on errc
+	serve := func(poster fanout.Poster) (grpcAddr, httpAddr string, err error) {
 		grpcLis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return errors.Join(err, wsSrv.Close())
+			return "", "", err
 		}
 		httpLis, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return errors.Join(err, grpcLis.Close(), wsSrv.Close())
+			return "", "", errors.Join(err, grpcLis.Close())
 		}
-		addrs.GRPC, addrs.HTTP = grpcLis.Addr().String(), httpLis.Addr().String()
 		// Exactly as services/publisher wires it, metrics included.
 		m := metrics.New(prometheus.NewRegistry())
-		var poster fanout.Poster = apigw.New(awsCfg, "http://"+addrs.WS)
-		if cfg.PlainPoster {
-			poster = newPlainPoster("http://" + addrs.WS)
-		}
 		fan := fanout.New(st, m.WrapPoster(poster), fanout.Options{Logger: log, Observer: m})
+		running++
 		go func() {
 			defer cancel()
 			errc <- publisher.Run(ctx, publisher.Config{
@@ -133,6 +134,16 @@ func ServeStack(ctx context.Context, cfg StackConfig, ready io.Writer) error {
 				Log:     log,
 			})
 		}()
+		return grpcLis.Addr().String(), httpLis.Addr().String(), nil
+	}
+	if cfg.Publisher {
+		addrs.GRPC, addrs.HTTP, err = serve(apigw.New(awsCfg, "http://"+addrs.WS))
+	}
+	if cfg.Reference && err == nil {
+		addrs.RefGRPC, addrs.RefHTTP, err = serve(newPlainPoster("http://" + addrs.WS))
+	}
+	if err != nil {
+		cancel()
 	}
 	if cfg.PProf {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -146,16 +157,17 @@ func ServeStack(ctx context.Context, cfg StackConfig, ready io.Writer) error {
 		defer pp.Close()
 	}
 
-	if err := json.NewEncoder(ready).Encode(addrs); err != nil {
-		cancel()
+	if err == nil {
+		if err = json.NewEncoder(ready).Encode(addrs); err != nil {
+			cancel()
+		}
 	}
 	<-ctx.Done()
 	emu.Close()
 	shut, done := context.WithTimeout(context.Background(), 5*time.Second)
 	defer done()
 	wsSrv.Shutdown(shut)
-	err = <-errc
-	if cfg.Publisher {
+	for range running {
 		err = errors.Join(err, <-errc)
 	}
 	return err
