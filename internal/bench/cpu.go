@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -86,7 +87,7 @@ func runCPU(ctx context.Context, cfg Config) ([]CPUResult, error) {
 		if err != nil {
 			return fmt.Errorf("%s, %d subscribers: %w", name, size, err)
 		}
-		if err := prof.stop(fmt.Sprintf("stack-cpu-%s-%d", name, size)); err != nil {
+		if err := prof.stop(fmt.Sprintf("stack-cpu-%s-%d", strings.NewReplacer(" ", "-", "/", "").Replace(name), size)); err != nil {
 			return err
 		}
 		r.Case = name
