@@ -67,7 +67,10 @@ func bars(title, yLabel string, log bool, labels []string, ss ...series) *plot.P
 		p.Y.Scale = logScale{}
 		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
 	}
-	w := vg.Points(60 / float64(len(ss)))
+	w := vg.Points(28) // a bar; a group shares 54 points
+	if len(ss) > 1 {
+		w = vg.Points(54 / float64(len(ss)))
+	}
 	for i, s := range ss {
 		values := make(plotter.Values, len(s.values))
 		for j, v := range s.values {
@@ -86,18 +89,20 @@ func bars(title, yLabel string, log bool, labels []string, ss ...series) *plot.P
 		}
 	}
 	p.NominalX(labels...)
-	if log {
-		// Bars stand on zero, which a log axis cannot show.
-		lo, hi := 0.0, 0.0
-		for _, s := range ss {
-			for _, v := range s.values {
-				if v > 0 && (lo == 0 || v < lo) {
-					lo = v
-				}
-				hi = max(hi, v)
+	lo, hi := 0.0, 0.0
+	for _, s := range ss {
+		for _, v := range s.values {
+			if v > 0 && (lo == 0 || v < lo) {
+				lo = v
 			}
+			hi = max(hi, v)
 		}
-		p.Y.Min, p.Y.Max = lo/2, hi*2
+	}
+	// Room above the bars for the legend; bars stand on zero, which a
+	// log axis cannot show.
+	p.Y.Max = hi * 1.35
+	if log {
+		p.Y.Min, p.Y.Max = lo/2, hi*12
 	}
 	return p
 }
@@ -129,7 +134,22 @@ func cpuPanel(rs []CPUResult) *plot.Plot {
 	}
 	p := bars("3. CPU-bound: deliveries per second", "deliveries/s", false, labels, series{"", values, oursColor})
 	p.X.Tick.Label.Font.Size = 8
+	target(p, len(labels), 25000, "target at S=1000")
 	return p
+}
+
+// target draws a dashed line at y across a panel of n groups of bars.
+func target(p *plot.Plot, n int, y float64, name string) {
+	l, err := plotter.NewLine(plotter.XYs{{X: -0.5, Y: y}, {X: float64(n) - 0.5, Y: y}})
+	if err != nil {
+		return
+	}
+	l.Color = extraColor
+	l.Width = vg.Points(1.5)
+	l.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
+	p.Add(l)
+	p.Legend.Add(name, l)
+	p.Y.Max = max(p.Y.Max, y*1.35)
 }
 
 func latencyPanel(rs []CPUResult) *plot.Plot {
@@ -175,9 +195,11 @@ func memoryPanel(r *MemoryResult) *plot.Plot {
 	if r == nil {
 		return nil
 	}
-	return bars(fmt.Sprintf("6. Emulator RSS per idle WebSocket (%d)", r.Connections), "KiB", false,
-		[]string{"at rest (collected)", "just connected", "target"},
-		series{"", []float64{r.PerConnectionIdle / 1024, r.PerConnection / 1024, 16}, oursColor})
+	p := bars(fmt.Sprintf("6. Emulator RSS per idle WebSocket (%d)", r.Connections), "KiB", false,
+		[]string{"at rest (collected)", "just connected"},
+		series{"", []float64{r.PerConnectionIdle / 1024, r.PerConnection / 1024}, oursColor})
+	target(p, 2, 16, "target")
+	return p
 }
 
 // logScale is a log axis that draws what lies below it, such as the base of
