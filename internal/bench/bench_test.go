@@ -72,7 +72,7 @@ func TestRunSmall(t *testing.T) {
 			t.Errorf("scenario 3, %s S=%d: %+v, want every delivery made, timed, and its CPU counted", c.Case, c.Subscribers, c)
 		}
 	}
-	for _, want := range []string{"gRPC", "REST", "baseline", "plain net/http"} {
+	for _, want := range []string{"gRPC", "REST", "baseline", "plain net/http", "naive SDK"} {
 		if !cases[want] {
 			t.Errorf("scenario 3 has no %s row", want)
 		}

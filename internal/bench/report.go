@@ -110,6 +110,8 @@ func tableRows(res *Results) []row {
 			compare = fmt.Sprintf("ours %.1f× faster; ", grpc/c.DeliveriesPerSec) + compare
 		case "plain net/http":
 			compare = fmt.Sprintf("ours at %.2f× of it; ", grpc/c.DeliveriesPerSec) + compare
+		case "naive SDK":
+			compare = fmt.Sprintf("ours %.2f× of it; ", grpc/c.DeliveriesPerSec) + compare
 		}
 		target := ""
 		if c.Case == "gRPC" && c.Subscribers == res.Config.CompareSize {

@@ -39,10 +39,11 @@ type StackConfig struct {
 	DynamoDB, Table string
 	// Publisher serves the publisher service too, as the devstack does.
 	Publisher bool
-	// Reference serves a second publisher service, which posts with plain
-	// net/http instead of the SDK client: a reference on the same stack,
-	// not the product (see plainPoster).
-	Reference bool
+	// References serves two more publisher services, which post with
+	// plain net/http (plainPoster) and with the SDK client as NewFromConfig
+	// makes it (naivePoster): references on the same stack, not the
+	// product.
+	References bool
 	// PProf serves net/http/pprof on a loopback port, to profile the
 	// stack.
 	PProf bool
@@ -54,9 +55,9 @@ type StackAddrs struct {
 	GRPC  string `json:"grpc,omitempty"`  // the publisher's gRPC
 	HTTP  string `json:"http,omitempty"`  // the publisher's REST facade
 	PProf string `json:"pprof,omitempty"` // see pprofMux
-	// The reference publisher's gRPC and REST.
-	RefGRPC string `json:"ref_grpc,omitempty"`
-	RefHTTP string `json:"ref_http,omitempty"`
+	// The reference publishers' gRPC.
+	PlainGRPC string `json:"plain_grpc,omitempty"`
+	NaiveGRPC string `json:"naive_grpc,omitempty"`
 }
 
 // ServeStack is the devstack's wiring on loopback ports, for a benchmark's
@@ -102,7 +103,7 @@ func ServeStack(ctx context.Context, cfg StackConfig, ready io.Writer) error {
 	addrs := StackAddrs{WS: wsLis.Addr().String()}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	wsSrv := &http.Server{Handler: emu, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		defer cancel()
@@ -139,8 +140,11 @@ func ServeStack(ctx context.Context, cfg StackConfig, ready io.Writer) error {
 	if cfg.Publisher {
 		addrs.GRPC, addrs.HTTP, err = serve(apigw.New(awsCfg, "http://"+addrs.WS))
 	}
-	if cfg.Reference && err == nil {
-		addrs.RefGRPC, addrs.RefHTTP, err = serve(newPlainPoster("http://" + addrs.WS))
+	if cfg.References && err == nil {
+		addrs.PlainGRPC, _, err = serve(newPlainPoster("http://" + addrs.WS))
+	}
+	if cfg.References && err == nil {
+		addrs.NaiveGRPC, _, err = serve(newNaivePoster(awsCfg, "http://"+addrs.WS))
 	}
 	if err != nil {
 		cancel()
