@@ -1,8 +1,10 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -80,100 +82,171 @@ func runCPU(ctx context.Context, cfg Config) ([]CPUResult, error) {
 	defer subs.close()
 
 	prof := profiler{addr: addrs.PProf, dir: cfg.Profiles}
+	type series struct {
+		name string
+		size int
+		send func(context.Context, string) (published, error)
+	}
+	// measure runs series, their messages in rounds that alternate between
+	// them, so that what else the machine does weighs on each alike: the
+	// comparisons are ratios within one run.
+	measure := func(rounds int, ss ...series) ([]CPUResult, error) {
+		samples := make([]sample, len(ss))
+		for round := range rounds {
+			for i, s := range ss {
+				messages := max(1, cfg.messages(s.size)/rounds)
+				if s.name == "baseline" {
+					messages = max(1, messages/10) // it is slow
+				}
+				prof.start()
+				got, err := measureCPU(ctx, subs, p.cmd.Process.Pid, s.size, messages, s.send)
+				if err != nil {
+					return nil, fmt.Errorf("%s, %d subscribers: %w", s.name, s.size, err)
+				}
+				name := fmt.Sprintf("stack-cpu-%s-%d-%d", strings.NewReplacer(" ", "-", "/", "").Replace(s.name), s.size, round+1)
+				if err := prof.stop(name); err != nil {
+					return nil, err
+				}
+				samples[i].add(got)
+			}
+		}
+		var rows []CPUResult
+		for i, s := range ss {
+			r := samples[i].result(s.name, s.size)
+			cfg.progress("cpu %-14s S=%-5d %8.0f deliveries/s  p50 %v p99 %v max %v  rpc p50 %v  CPU/delivery stack %v subscribers %v", r.Case, r.Subscribers, r.DeliveriesPerSec, r.Latency.P50, r.Latency.P99, r.Latency.Max, r.RPC.P50, r.CPU.Stack, r.CPU.Subscribers)
+			rows = append(rows, r)
+		}
+		return rows, nil
+	}
+
+	// Every size over gRPC; at CompareSize, the same topic through REST,
+	// the seed's algorithm, and the stack's reference publishers: the
+	// prototype's plain net/http, and the SDK used naively.
 	var rows []CPUResult
-	row := func(name string, size, messages int, send func(context.Context, string) (published, error)) error {
-		prof.start()
-		r, err := measureCPU(ctx, subs, p.cmd.Process.Pid, size, messages, send)
-		if err != nil {
-			return fmt.Errorf("%s, %d subscribers: %w", name, size, err)
-		}
-		if err := prof.stop(fmt.Sprintf("stack-cpu-%s-%d", strings.NewReplacer(" ", "-", "/", "").Replace(name), size)); err != nil {
-			return err
-		}
-		r.Case = name
-		rows = append(rows, r)
-		cfg.progress("cpu %-8s S=%-5d %8.0f deliveries/s  p50 %v p99 %v max %v  rpc p50 %v  CPU/delivery stack %v subscribers %v", name, size, r.DeliveriesPerSec, r.Latency.P50, r.Latency.P99, r.Latency.Max, r.RPC.P50, r.CPU.Stack, r.CPU.Subscribers)
-		return nil
-	}
 	for _, size := range sizes {
-		if err := row("gRPC", size, cfg.messages(size), pc.publishGRPC); err != nil {
-			return rows, err
+		if size == cfg.CompareSize {
+			continue
 		}
-	}
-	if err := row("REST", cfg.CompareSize, cfg.messages(cfg.CompareSize), pc.publishREST); err != nil {
-		return rows, err
-	}
-	s := newSeed(cfg.aws, "http://"+addrs.WS, pc.grpc)
-	if err := row("baseline", cfg.CompareSize, max(3, cfg.messages(cfg.CompareSize)/10), s.publish); err != nil {
-		return rows, err
-	}
-	// The same topic from the stack's reference publishers: how close the
-	// product's SDK path comes to the prototype's plain net/http, and what
-	// it saves over the SDK used naively, on the same stack, in the same run.
-	for _, ref := range []struct{ name, addr string }{{"plain net/http", addrs.PlainGRPC}, {"naive SDK", addrs.NaiveGRPC}} {
-		pc, err := newPublisherClient(StackAddrs{GRPC: ref.addr})
+		r, err := measure(1, series{"gRPC", size, pc.publishGRPC})
 		if err != nil {
 			return rows, err
 		}
-		err = row(ref.name, cfg.CompareSize, cfg.messages(cfg.CompareSize), pc.publishGRPC)
-		pc.close()
-		if err != nil {
-			return rows, err
-		}
+		rows = append(rows, r...)
 	}
-	return rows, nil
+	plain, err := newPublisherClient(StackAddrs{GRPC: addrs.PlainGRPC})
+	if err != nil {
+		return rows, err
+	}
+	defer plain.close()
+	naive, err := newPublisherClient(StackAddrs{GRPC: addrs.NaiveGRPC})
+	if err != nil {
+		return rows, err
+	}
+	defer naive.close()
+	seed := newSeed(cfg.aws, "http://"+addrs.WS, pc.grpc)
+	size := cfg.CompareSize
+	r, err := measure(cpuRounds,
+		series{"gRPC", size, pc.publishGRPC},
+		series{"REST", size, pc.publishREST},
+		series{"baseline", size, seed.publish},
+		series{"plain net/http", size, plain.publishGRPC},
+		series{"naive SDK", size, naive.publishGRPC},
+	)
+	rows = append(rows, r...)
+	slices.SortStableFunc(rows, func(a, b CPUResult) int { return cmp.Compare(caseOrder(a), caseOrder(b)) })
+	return rows, err
+}
+
+// cpuRounds is how many rounds the comparisons alternate in.
+const cpuRounds = 3
+
+// caseOrder orders the rows of the table: gRPC by size, then the rest.
+func caseOrder(r CPUResult) int {
+	if r.Case == "gRPC" {
+		return r.Subscribers
+	}
+	return math.MaxInt32 + slices.Index([]string{"REST", "baseline", "plain net/http", "naive SDK"}, r.Case)
+}
+
+// sample is what some messages to one topic came to.
+type sample struct {
+	messages, deliveries, failed int
+	elapsed, stackCPU, selfCPU   time.Duration
+	latencies, rpcs              []time.Duration
+}
+
+func (s *sample) add(o sample) {
+	s.messages += o.messages
+	s.deliveries += o.deliveries
+	s.failed += o.failed
+	s.elapsed += o.elapsed
+	s.stackCPU += o.stackCPU
+	s.selfCPU += o.selfCPU
+	s.latencies = append(s.latencies, o.latencies...)
+	s.rpcs = append(s.rpcs, o.rpcs...)
+}
+
+func (s sample) result(name string, size int) CPUResult {
+	n := time.Duration(max(1, s.deliveries))
+	return CPUResult{
+		Case:             name,
+		Subscribers:      size,
+		Messages:         s.messages,
+		DeliveriesPerSec: float64(s.deliveries) / s.elapsed.Seconds(),
+		Latency:          percentiles(s.latencies),
+		RPC:              percentiles(s.rpcs),
+		Failed:           s.failed,
+		CPU:              CPUPerDelivery{Stack: Micros(s.stackCPU / n), Subscribers: Micros(s.selfCPU / n)},
+	}
 }
 
 // measureCPU publishes messages to the size-subscriber topic one after
-// another and times every delivery.
-func measureCPU(ctx context.Context, subs *subscribers, stackPID, size, messages int, send func(context.Context, string) (published, error)) (CPUResult, error) {
+// another, after one to warm up, and times every delivery.
+func measureCPU(ctx context.Context, subs *subscribers, stackPID, size, messages int, send func(context.Context, string) (published, error)) (sample, error) {
 	topic := cpuTopic(size)
-	// One message first, to warm connections and caches; not counted.
 	want := subs.received.Load() + int64(size)
 	if _, err := send(ctx, topic); err != nil {
-		return CPUResult{}, err
+		return sample{}, err
 	}
 	if !subs.waitReceived(ctx, want, time.Minute) {
-		return CPUResult{}, fmt.Errorf("the warm-up message reached %d of %d subscribers", size-int(want-subs.received.Load()), size)
+		return sample{}, fmt.Errorf("the warm-up message reached %d of %d subscribers", size-int(want-subs.received.Load()), size)
 	}
 	subs.takeLatencies(size)
 
-	r := CPUResult{Subscribers: size, Messages: messages}
-	var rpcs []time.Duration
+	s := sample{messages: messages}
 	stackCPU, err := cpuTime(stackPID)
 	if err != nil {
-		return r, err
+		return s, err
 	}
 	selfCPU, err := cpuTime(0)
 	if err != nil {
-		return r, err
+		return s, err
 	}
 	start := time.Now()
-	want = subs.received.Load() + int64(size*messages)
+	want = subs.received.Load()
 	for range messages {
 		res, err := send(ctx, topic)
 		if err != nil {
-			return r, err
+			return s, err
 		}
-		r.Failed += size - res.delivered
-		rpcs = append(rpcs, res.rpc)
+		s.failed += size - res.delivered
+		s.deliveries += res.delivered
+		want += int64(res.delivered)
+		s.rpcs = append(s.rpcs, res.rpc)
 	}
 	if !subs.waitReceived(ctx, want, time.Minute) {
-		return r, fmt.Errorf("%d of %d deliveries arrived", int64(size*messages)-(want-subs.received.Load()), size*messages)
+		return s, fmt.Errorf("%d of %d deliveries arrived", s.deliveries-int(want-subs.received.Load()), s.deliveries)
 	}
-	elapsed := time.Since(start)
-	n := time.Duration(size * messages)
-	r.DeliveriesPerSec = float64(n) / elapsed.Seconds()
+	s.elapsed = time.Since(start)
 	stackEnd, err := cpuTime(stackPID)
 	if err != nil {
-		return r, err
+		return s, err
 	}
 	selfEnd, err := cpuTime(0)
 	if err != nil {
-		return r, err
+		return s, err
 	}
-	r.CPU = CPUPerDelivery{Stack: Micros((stackEnd - stackCPU) / n), Subscribers: Micros((selfEnd - selfCPU) / n)}
-	r.Latency = percentiles(subs.takeLatencies(size))
-	r.RPC = percentiles(rpcs)
-	return r, nil
+	s.stackCPU, s.selfCPU = stackEnd-stackCPU, selfEnd-selfCPU
+	s.latencies = subs.takeLatencies(size)
+	return s, nil
 }
