@@ -125,5 +125,5 @@ func TestManagementFaults(t *testing.T) {
 type retryCounter struct{ n *atomic.Int64 }
 
 func (r retryCounter) PublishDone(fanout.Result, error, time.Duration) {}
-func (r retryCounter) LookupDone(time.Duration)                       {}
-func (r retryCounter) Retry()                                         { r.n.Add(1) }
+func (r retryCounter) LookupDone(time.Duration)                        {}
+func (r retryCounter) Retry()                                          { r.n.Add(1) }
