@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -87,15 +88,20 @@ func runAWS(ctx context.Context, cfg Config) ([]AWSResult, error) {
 		if err != nil {
 			return results, err
 		}
-		var runs []time.Duration
-		cores := map[time.Duration]float64{}
+		type run struct {
+			last  time.Duration // until the last subscriber had it
+			cores float64       // busy meanwhile
+		}
+		var runs []run
 		for range awsRuns {
 			if err := waitCtx(ctx, refill); err != nil {
 				return results, err
 			}
 			want := subs.received.Load()
-			cpu0, _ := cpuTime(p.cmd.Process.Pid)
-			self0, _ := cpuTime(0)
+			cpu0, err := readCPU(p.cmd.Process.Pid)
+			if err != nil {
+				return results, err
+			}
 			prof.start()
 			res, err := pc.publishGRPC(ctx, awsTopic(size))
 			if err != nil {
@@ -111,12 +117,15 @@ func runAWS(ctx context.Context, cfg Config) ([]AWSResult, error) {
 			}
 			lat := subs.takeLatencies(size)
 			last := slices.Max(lat)
-			cpu1, _ := cpuTime(p.cmd.Process.Pid)
-			self1, _ := cpuTime(0)
-			cores[last] = (cpu1 - cpu0 + self1 - self0).Seconds() / last.Seconds()
-			runs = append(runs, last)
+			cpu1, err := readCPU(p.cmd.Process.Pid)
+			if err != nil {
+				return results, err
+			}
+			used := cpu1.since(cpu0)
+			cores := (used.stack + used.self).Seconds() / last.Seconds()
+			runs = append(runs, run{last, cores})
 			r.Runs = append(r.Runs, Millis(last))
-			cfg.progress("aws S=%-5d %v until the last subscriber (floor %v), %.2f cores busy; publish answered %+v", size, fmtDuration(last), r.Floor, cores[last], res)
+			cfg.progress("aws S=%-5d %v until the last subscriber (floor %v), %.2f cores busy; publish answered %+v", size, fmtDuration(last), r.Floor, cores, res)
 		}
 		after, err := pc.counters(ctx, throttledSeries, okSeries)
 		if err != nil {
@@ -127,8 +136,9 @@ func runAWS(ctx context.Context, cfg Config) ([]AWSResult, error) {
 		if r.Failed > 0 {
 			cfg.progress("aws S=%d: %d deliveries failed; the publisher said:\n%s", size, r.Failed, p.stderr())
 		}
-		r.Median = Millis(median(runs))
-		r.Cores = cores[time.Duration(r.Median)]
+		slices.SortFunc(runs, func(a, b run) int { return cmp.Compare(a.last, b.last) })
+		mid := runs[(len(runs)-1)/2]
+		r.Median, r.Cores = Millis(mid.last), mid.cores
 		r.Ratio = float64(r.Median) / float64(r.Floor)
 		results = append(results, r)
 	}

@@ -171,7 +171,8 @@ func caseOrder(r CPUResult) int {
 // sample is what some messages to one topic came to.
 type sample struct {
 	messages, deliveries, failed int
-	elapsed, stackCPU, selfCPU   time.Duration
+	elapsed                      time.Duration
+	cpu                          cpuUse
 	latencies, rpcs              []time.Duration
 }
 
@@ -180,8 +181,8 @@ func (s *sample) add(o sample) {
 	s.deliveries += o.deliveries
 	s.failed += o.failed
 	s.elapsed += o.elapsed
-	s.stackCPU += o.stackCPU
-	s.selfCPU += o.selfCPU
+	s.cpu.stack += o.cpu.stack
+	s.cpu.self += o.cpu.self
 	s.latencies = append(s.latencies, o.latencies...)
 	s.rpcs = append(s.rpcs, o.rpcs...)
 }
@@ -196,7 +197,7 @@ func (s sample) result(name string, size int) CPUResult {
 		Latency:          percentiles(s.latencies),
 		RPC:              percentiles(s.rpcs),
 		Failed:           s.failed,
-		CPU:              CPUPerDelivery{Stack: Micros(s.stackCPU / n), Subscribers: Micros(s.selfCPU / n)},
+		CPU:              CPUPerDelivery{Stack: Micros(s.cpu.stack / n), Subscribers: Micros(s.cpu.self / n)},
 	}
 }
 
@@ -214,11 +215,7 @@ func measureCPU(ctx context.Context, subs *subscribers, stackPID, size, messages
 	subs.takeLatencies(size)
 
 	s := sample{messages: messages}
-	stackCPU, err := cpuTime(stackPID)
-	if err != nil {
-		return s, err
-	}
-	selfCPU, err := cpuTime(0)
+	cpu0, err := readCPU(stackPID)
 	if err != nil {
 		return s, err
 	}
@@ -238,15 +235,11 @@ func measureCPU(ctx context.Context, subs *subscribers, stackPID, size, messages
 		return s, fmt.Errorf("%d of %d deliveries arrived", s.deliveries-int(want-subs.received.Load()), s.deliveries)
 	}
 	s.elapsed = time.Since(start)
-	stackEnd, err := cpuTime(stackPID)
+	cpu1, err := readCPU(stackPID)
 	if err != nil {
 		return s, err
 	}
-	selfEnd, err := cpuTime(0)
-	if err != nil {
-		return s, err
-	}
-	s.stackCPU, s.selfCPU = stackEnd-stackCPU, selfEnd-selfCPU
+	s.cpu = cpu1.since(cpu0)
 	s.latencies = subs.takeLatencies(size)
 	return s, nil
 }

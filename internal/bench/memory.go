@@ -80,7 +80,12 @@ func runMemory(ctx context.Context, cfg Config) (MemoryResult, error) {
 	r.PerConnection, r.PerConnectionIdle = float64(after-before)/n, float64(idle-before)/n
 	cfg.progress("memory: the emulator grew %.1f KiB per connection (%.1f KiB once collected)", r.PerConnection/1024, r.PerConnectionIdle/1024)
 
-	pub, grpcAddr, err := startPublisher(ctx, endpoint, "wsgateway-memory", "http://"+addrs.WS)
+	bin, err := os.MkdirTemp("", "wsgateway-bench-")
+	if err != nil {
+		return r, err
+	}
+	defer os.RemoveAll(bin)
+	pub, grpcAddr, err := startPublisher(ctx, bin, endpoint, "wsgateway-memory", "http://"+addrs.WS)
 	if err != nil {
 		return r, err
 	}
@@ -143,16 +148,12 @@ func collect(pprofAddr string) error {
 	return nil
 }
 
-// startPublisher builds services/publisher, the container's binary, and
-// runs it against the given DynamoDB and management API, as on AWS.
-func startPublisher(ctx context.Context, dynamoDB, table, apigwEndpoint string) (*proc, string, error) {
+// startPublisher builds services/publisher, the container's binary, into
+// dir and runs it against the given DynamoDB and management API, as on AWS.
+func startPublisher(ctx context.Context, dir, dynamoDB, table, apigwEndpoint string) (*proc, string, error) {
 	mod, err := findUp("go.mod")
 	if err != nil {
 		return nil, "", fmt.Errorf("scenario 6 builds the publisher from the repository: %w", err)
-	}
-	dir, err := os.MkdirTemp("", "wsgateway-bench-")
-	if err != nil {
-		return nil, "", err
 	}
 	bin := filepath.Join(dir, "publisher")
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "./services/publisher")

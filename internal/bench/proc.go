@@ -206,6 +206,23 @@ func waitCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// cpuUse is the CPU time a stack's process and this one have used.
+type cpuUse struct{ stack, self time.Duration }
+
+func readCPU(stackPID int) (cpuUse, error) {
+	stack, err := cpuTime(stackPID)
+	if err != nil {
+		return cpuUse{}, err
+	}
+	self, err := cpuTime(0)
+	return cpuUse{stack, self}, err
+}
+
+// since is the CPU time used between start and u.
+func (u cpuUse) since(start cpuUse) cpuUse {
+	return cpuUse{u.stack - start.stack, u.self - start.self}
+}
+
 // cpuTime is the CPU time (user and system) pid has used so far; 0 is this
 // process.
 func cpuTime(pid int) (time.Duration, error) {

@@ -44,10 +44,6 @@ func percentiles(d []time.Duration) Percentiles {
 	return Percentiles{P50: at(0.50), P99: at(0.99), Max: Millis(d[len(d)-1]), N: len(d)}
 }
 
-func median(d []time.Duration) time.Duration {
-	return time.Duration(percentiles(slices.Clone(d)).P50)
-}
-
 func fmtDuration(d time.Duration) string {
 	switch {
 	case d >= 10*time.Second:
