@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -144,6 +145,9 @@ type Machine struct {
 	GoVersion string    `json:"go"`
 	OS        string    `json:"os"`
 	Date      time.Time `json:"date"`
+	// Load is the one-minute load average before and after the run: what
+	// else the machine was doing, which moves absolute figures.
+	Load [2]float64 `json:"load"`
 }
 
 // ConfigShown is the part of Config a reader needs to read the numbers.
@@ -198,6 +202,7 @@ func Run(ctx context.Context, cfg Config, exe string) (*Results, error) {
 		}
 		res.Memory = &r
 	}
+	res.Machine.Load[1] = loadAverage()
 	return res, nil
 }
 
@@ -209,6 +214,7 @@ func machine() Machine {
 		OS:        runtime.GOOS + "/" + runtime.GOARCH,
 		Date:      time.Now().UTC().Truncate(time.Second),
 	}
+	m.Load[0] = loadAverage()
 	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
 		for line := range strings.Lines(string(b)) {
 			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
@@ -218,4 +224,15 @@ func machine() Machine {
 		}
 	}
 	return m
+}
+
+// loadAverage is Linux's one-minute load average, or 0 where there is none.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	f, _, _ := strings.Cut(string(b), " ")
+	load, _ := strconv.ParseFloat(f, 64)
+	return load
 }

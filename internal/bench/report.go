@@ -71,7 +71,8 @@ type row struct {
 
 func writeTable(w io.Writer, res *Results) error {
 	rows := tableRows(res)
-	fmt.Fprintf(w, "wsgateway fan-out benchmark — %s, %d cores, %s, %s\n\n", res.Machine.CPU, res.Machine.Cores, res.Machine.GoVersion, res.Machine.Date.Format("2006-01-02 15:04 MST"))
+	m := res.Machine
+	fmt.Fprintf(w, "wsgateway fan-out benchmark — %s, %d cores, %s, %s, load average %.1f → %.1f\n\n", m.CPU, m.Cores, m.GoVersion, m.Date.Format("2006-01-02 15:04 MST"), m.Load[0], m.Load[1])
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "#\tcase\tresult\tcompared with\ttarget")
 	for _, r := range rows {
