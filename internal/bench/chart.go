@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"io"
+	"strings"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -129,7 +130,7 @@ func cpuPanel(rs []CPUResult) *plot.Plot {
 	var labels []string
 	var values []float64
 	for _, r := range rs {
-		labels = append(labels, fmt.Sprintf("%s\nS=%d", r.Case, r.Subscribers))
+		labels = append(labels, fmt.Sprintf("%s\nS=%d", strings.Replace(r.Case, " ", "\n", 1), r.Subscribers))
 		values = append(values, r.DeliveriesPerSec)
 	}
 	p := bars("3. CPU-bound: deliveries per second", "deliveries/s", false, labels, series{"", values, oursColor})
