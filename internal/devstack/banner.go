@@ -24,7 +24,9 @@ wsgateway devstack is up.
   HTTP             http://%[3]s   (REST /v1/..., /healthz, /readyz, /metrics)
   Store            %[4]s
 
-Subscribe to topic "demo" (second terminal):
+Open the demo page: http://%[3]s/
+
+Or subscribe to topic "demo" from a second terminal:
   go run ./services/wslisten -url ws://%[1]s/ demo
 
 Publish to it (third terminal):
