@@ -3,23 +3,12 @@ package fanout_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net/http/httptest"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/coder/websocket"
-
-	"github.com/wsgateway/wsgateway/internal/apigw"
 	"github.com/wsgateway/wsgateway/internal/emulator"
 	"github.com/wsgateway/wsgateway/internal/fanout"
-	"github.com/wsgateway/wsgateway/internal/store"
 )
 
 // TestManagementFaults publishes through the emulated API Gateway while it
@@ -39,49 +28,12 @@ func TestManagementFaults(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			const n = 120
-			emu := emulator.New(emulator.Config{
-				Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+			e := newEmulated(t, emulator.Config{
 				Faults: emulator.Faults{Throttle: 0.3, ServerError: 0.2, Seed: 7},
-			})
-			srv := httptest.NewServer(emu)
-			defer srv.Close()
-			defer emu.Close()
-
-			mem := store.NewMemory()
-			received := make([]atomic.Int32, n)
-			var readers sync.WaitGroup
-			for i := range n {
-				c, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/", nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				defer c.CloseNow()
-				readers.Add(1)
-				go func() {
-					defer readers.Done()
-					for {
-						_, frame, err := c.Read(context.Background())
-						if err != nil {
-							return
-						}
-						if json.Valid(frame) {
-							received[i].Add(1)
-						}
-					}
-				}()
-			}
-			for _, id := range emu.ConnectionIDs() {
-				if err := mem.PutConnection(context.Background(), store.Connection{ID: id}); err != nil {
-					t.Fatal(err)
-				}
-				if err := mem.Subscribe(context.Background(), id, []string{"t"}); err != nil {
-					t.Fatal(err)
-				}
-			}
+			}, n, "t")
 
 			var retries atomic.Int64
-			cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-			f := fanout.New(mem, apigw.New(cfg, srv.URL), fanout.Options{
+			f := fanout.New(e.store, e.poster(), fanout.Options{
 				MaxAttempts: tc.maxAttempts, BaseBackoff: time.Millisecond, MaxBackoff: 5 * time.Millisecond,
 				Observer: retryCounter{&retries},
 			})
@@ -103,11 +55,9 @@ func TestManagementFaults(t *testing.T) {
 
 			// What the sockets got must equal what Publish reported: no
 			// message lost behind a "delivered", none doubled by a retry.
-			emu.Close()
-			readers.Wait()
 			got := 0
-			for i := range received {
-				switch c := received[i].Load(); c {
+			for _, c := range e.counts() {
+				switch c {
 				case 0:
 				case 1:
 					got++

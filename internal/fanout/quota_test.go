@@ -3,23 +3,14 @@ package fanout_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
-	"net/http/httptest"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/coder/websocket"
-
 	"github.com/wsgateway/wsgateway/internal/apigw"
 	"github.com/wsgateway/wsgateway/internal/emulator"
 	"github.com/wsgateway/wsgateway/internal/fanout"
-	"github.com/wsgateway/wsgateway/internal/store"
 )
 
 // TestPublishWithinTheQuota publishes through the emulated API Gateway
@@ -32,42 +23,13 @@ import (
 func TestPublishWithinTheQuota(t *testing.T) {
 	t.Parallel()
 	const n = 300
-	emu := emulator.New(emulator.Config{
-		Logger:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+	e := newEmulated(t, emulator.Config{
 		Quota:             emulator.Quota{Rate: 1000, Burst: 10},
 		ManagementLatency: 2 * time.Millisecond,
-	})
-	srv := httptest.NewServer(emu)
-	defer srv.Close()
-	defer emu.Close()
+	}, n, message.Topic)
 
-	mem := store.NewMemory()
-	received := make([]atomic.Int32, n)
-	var readers sync.WaitGroup
-	for i := range n {
-		c, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(srv.URL, "http")+"/", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.CloseNow()
-		readers.Go(func() {
-			for {
-				if _, _, err := c.Read(context.Background()); err != nil {
-					return
-				}
-				received[i].Add(1)
-			}
-		})
-	}
-	for _, id := range emu.ConnectionIDs() {
-		if err := mem.Subscribe(context.Background(), id, []string{message.Topic}); err != nil {
-			t.Fatal(err)
-		}
-	}
-
-	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
-	poster := &throttleCounter{next: apigw.New(cfg, srv.URL)}
-	f := fanout.New(mem, poster, fanout.Options{Logger: slog.New(slog.DiscardHandler)})
+	poster := &throttleCounter{next: e.poster()}
+	f := fanout.New(e.store, poster, fanout.Options{Logger: slog.New(slog.DiscardHandler)})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	res, err := f.Publish(ctx, message)
@@ -86,10 +48,8 @@ func TestPublishWithinTheQuota(t *testing.T) {
 		t.Errorf("%d of %d calls throttled: want fewer than a quarter, a fan-out that paces itself", throttled, calls)
 	}
 
-	emu.Close()
-	readers.Wait()
-	for i := range received {
-		if c := received[i].Load(); c != 1 {
+	for i, c := range e.counts() {
+		if c != 1 {
 			t.Errorf("subscriber %d received the message %d times, want once", i, c)
 		}
 	}
