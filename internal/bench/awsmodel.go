@@ -58,15 +58,7 @@ func runAWS(ctx context.Context, cfg Config) ([]AWSResult, error) {
 	defer pc.close()
 	sizes := slices.Clone(cfg.AWSSizes)
 	slices.SortFunc(sizes, func(a, b int) int { return b - a }) // the largest first, on a fresh publisher
-	subs, err := connect(ctx, "ws://"+addrs.WS+"/", sizes[0], func(i int) []string {
-		var topics []string
-		for _, s := range sizes {
-			if i < s {
-				topics = append(topics, awsTopic(s))
-			}
-		}
-		return topics
-	})
+	subs, err := connect(ctx, "ws://"+addrs.WS+"/", sizes[0], nestedTopics(sizes, awsTopic))
 	if err != nil {
 		return nil, err
 	}

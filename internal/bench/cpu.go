@@ -67,15 +67,7 @@ func runCPU(ctx context.Context, cfg Config) ([]CPUResult, error) {
 	}
 	defer pc.close()
 	sizes := cfg.CPUSizes
-	subs, err := connect(ctx, "ws://"+addrs.WS+"/", slices.Max(sizes), func(i int) []string {
-		var topics []string
-		for _, s := range sizes {
-			if i < s {
-				topics = append(topics, cpuTopic(s))
-			}
-		}
-		return topics
-	})
+	subs, err := connect(ctx, "ws://"+addrs.WS+"/", slices.Max(sizes), nestedTopics(sizes, cpuTopic))
 	if err != nil {
 		return nil, err
 	}

@@ -212,3 +212,18 @@ func forEach(ctx context.Context, n, limit int, fn func(ctx context.Context, i i
 	wg.Wait()
 	return context.Cause(ctx)
 }
+
+// nestedTopics gives subscriber i the topic of every size above i, so one
+// set of connections serves a topic of each size: the first size[k]
+// subscribers are the topic of size k.
+func nestedTopics(sizes []int, topic func(size int) string) func(i int) []string {
+	return func(i int) []string {
+		var topics []string
+		for _, s := range sizes {
+			if i < s {
+				topics = append(topics, topic(s))
+			}
+		}
+		return topics
+	}
+}
