@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
@@ -29,6 +30,10 @@ type Config struct {
 	APIKeys            []string // API_KEYS: empty = publisher auth off
 	ConnectTokenSecret string   // CONNECT_TOKEN_SECRET: empty = connect auth off
 	MaxSubscriptions   int      // MAX_SUBSCRIPTIONS_PER_CONNECTION
+	// CALL_TIMEOUT: the deadline every server-side call gets when its
+	// caller set none (a publish, a WebSocket route), so a stalled store
+	// cannot pin calls without limit.
+	CallTimeout time.Duration
 }
 
 // Setting documents one environment variable for -h output and the README.
@@ -48,6 +53,7 @@ var Settings = []Setting{
 	{"API_KEYS", "", "comma-separated publisher API keys; empty: publisher auth off"},
 	{"CONNECT_TOKEN_SECRET", "", "HMAC secret of connect tokens; empty: connect auth off"},
 	{"MAX_SUBSCRIPTIONS_PER_CONNECTION", "100", "subscriptions one WebSocket connection may hold"},
+	{"CALL_TIMEOUT", "10s", "deadline of a publisher call or WebSocket route call whose caller set none (Go duration)"},
 }
 
 // Load reads the settings through getenv (os.Getenv in mains, a map in
@@ -86,6 +92,11 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("MAX_SUBSCRIPTIONS_PER_CONNECTION=%q: want a whole number from 1 to 10000", max))
 	} else {
 		c.MaxSubscriptions = n
+	}
+	if d, err := time.ParseDuration(get("CALL_TIMEOUT")); err != nil || d < 100*time.Millisecond || d > 10*time.Minute {
+		errs = append(errs, fmt.Errorf("CALL_TIMEOUT=%q: want a Go duration from 100ms to 10m, e.g. 10s", get("CALL_TIMEOUT")))
+	} else {
+		c.CallTimeout = d
 	}
 	for _, a := range []struct{ name, v string }{{"WS_ADDR", c.WSAddr}, {"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}} {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
