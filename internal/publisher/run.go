@@ -20,6 +20,9 @@ import (
 // long to finish after SIGTERM before connections are cut.
 const DefaultDrainTimeout = 20 * time.Second
 
+// DefaultCallTimeout is CALL_TIMEOUT's default.
+const DefaultCallTimeout = 10 * time.Second
+
 // Config is what Run serves.
 type Config struct {
 	GRPC, HTTP net.Listener
@@ -38,6 +41,9 @@ type Config struct {
 	Pages        http.Handler
 	Log          *slog.Logger
 	DrainTimeout time.Duration
+	// CallTimeout (CALL_TIMEOUT) is the deadline of a call whose caller
+	// set none; 0 means DefaultCallTimeout.
+	CallTimeout time.Duration
 }
 
 // Run serves the gRPC API on cfg.GRPC and the REST facade, health and
