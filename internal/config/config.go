@@ -1,5 +1,5 @@
 // Package config reads wsgateway's settings from the environment. Every
-// binary uses the same names (DESIGN.md's contract) and validates them once
+// binary uses the same names for the same settings and validates them once
 // at start, reporting every problem at once.
 package config
 
@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -80,13 +81,19 @@ func Load(getenv func(string) string) (Config, error) {
 		Region:             get("AWS_REGION"),
 		ConnectTokenSecret: getenv("CONNECT_TOKEN_SECRET"),
 	}
-	for _, k := range strings.Split(getenv("API_KEYS"), ",") {
-		if k = strings.TrimSpace(k); k != "" {
-			c.APIKeys = append(c.APIKeys, k)
+	var errs []error
+	// Unset turns auth off; set but holding no key is a mistake (a template
+	// left half-filled, a stray comma) that must not turn auth off silently.
+	if raw := getenv("API_KEYS"); raw != "" {
+		for _, k := range strings.Split(raw, ",") {
+			if k = strings.TrimSpace(k); k != "" {
+				c.APIKeys = append(c.APIKeys, k)
+			}
+		}
+		if len(c.APIKeys) == 0 {
+			errs = append(errs, fmt.Errorf("API_KEYS=%q is set but holds no key: list comma-separated keys, or unset it to turn publisher auth off", raw))
 		}
 	}
-
-	var errs []error
 	max := get("MAX_SUBSCRIPTIONS_PER_CONNECTION")
 	if n, err := strconv.Atoi(max); err != nil || n < 1 || n > 10000 {
 		errs = append(errs, fmt.Errorf("MAX_SUBSCRIPTIONS_PER_CONNECTION=%q: want a whole number from 1 to 10000", max))
@@ -114,10 +121,32 @@ func Load(getenv func(string) string) (Config, error) {
 	if !validTableName(c.TableName) {
 		errs = append(errs, fmt.Errorf("TABLE_NAME=%q: want 3-255 characters of [A-Za-z0-9_.-]", c.TableName))
 	}
-	if s := c.ConnectTokenSecret; s != "" && len(s) < 16 {
-		errs = append(errs, errors.New("CONNECT_TOKEN_SECRET: too short, use at least 16 characters (32 random bytes recommended)"))
+	if c.ConnectTokenSecret != "" {
+		if err := CheckConnectTokenSecret(c.ConnectTokenSecret); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return c, errors.Join(errs...)
+}
+
+// MinSecretLength is the shortest CONNECT_TOKEN_SECRET accepted.
+const MinSecretLength = 16
+
+// CheckConnectTokenSecret reports why secret cannot sign connect tokens.
+// Load applies it to a set CONNECT_TOKEN_SECRET, and the token command to
+// the secret it mints with, so it never mints a token the servers refuse.
+func CheckConnectTokenSecret(secret string) error {
+	switch {
+	case secret == "":
+		return errors.New("CONNECT_TOKEN_SECRET is not set: use the same secret as the devstack or the connect Lambda")
+	case strings.TrimSpace(secret) == "":
+		// Set to blanks, e.g. an empty value quoted in a template: auth
+		// must not silently turn off, nor sign with spaces.
+		return errors.New("CONNECT_TOKEN_SECRET is set but blank: set a secret of at least 16 characters, or unset it to turn connect auth off")
+	case len(secret) < MinSecretLength:
+		return fmt.Errorf("CONNECT_TOKEN_SECRET: too short, use at least %d characters (32 random bytes recommended)", MinSecretLength)
+	}
+	return nil
 }
 
 // RequireAPIGW is for binaries that post to connections and cannot guess
@@ -164,11 +193,19 @@ func (localCredentials) Retrieve(context.Context) (aws.Credentials, error) {
 	return credentials.NewStaticCredentialsProvider("local", "local", "").Retrieve(context.Background())
 }
 
-// Usage renders Settings for a binary's -h.
-func Usage(binary string) string {
+// Usage renders, for a binary's -h, the settings it reads: each binary
+// names its own, so -h lists exactly what changes its behaviour. A name that
+// is not in Settings panics: it is a programming error, caught by the
+// binary's -h test.
+func Usage(binary string, names ...string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s is configured by environment variables:\n\n", binary)
-	for _, s := range Settings {
+	for _, name := range names {
+		i := slices.IndexFunc(Settings, func(s Setting) bool { return s.Name == name })
+		if i < 0 {
+			panic("config.Usage: unknown setting " + name)
+		}
+		s := Settings[i]
 		d := s.Default
 		if d == "" {
 			d = "(unset)"

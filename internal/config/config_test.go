@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadDefaults(t *testing.T) {
@@ -13,7 +14,7 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{WSAddr: "127.0.0.1:8080", GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8081", TableName: "wsgateway", Region: "us-east-1", MaxSubscriptions: 100}
+	want := Config{WSAddr: "127.0.0.1:8080", GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8081", TableName: "wsgateway", Region: "us-east-1", MaxSubscriptions: 100, CallTimeout: 10 * time.Second}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load(empty) = %+v, want %+v", c, want)
 	}
@@ -62,12 +63,69 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	}
 }
 
-func TestUsageListsEverySetting(t *testing.T) {
+// Set but holding nothing is a misconfiguration, not "auth off": starting
+// with auth off because of a stray comma or a blank secret would open the
+// stack to anyone.
+func TestLoadRefusesSetButEmptyCredentials(t *testing.T) {
 	t.Parallel()
-	u := Usage("x")
-	for _, s := range Settings {
-		if !strings.Contains(u, s.Name) {
-			t.Errorf("usage misses %s", s.Name)
+	for _, tt := range []struct{ name, value string }{
+		{"API_KEYS", ","},
+		{"API_KEYS", " , ,"},
+		{"API_KEYS", " "},
+		{"CONNECT_TOKEN_SECRET", " "},
+		{"CONNECT_TOKEN_SECRET", "\t\n                  "},
+	} {
+		c, err := Load(func(k string) string {
+			if k == tt.name {
+				return tt.value
+			}
+			return ""
+		})
+		if err == nil {
+			t.Errorf("%s=%q: Load accepted it (APIKeys %q), want an error", tt.name, tt.value, c.APIKeys)
+			continue
+		}
+		if !strings.HasPrefix(err.Error(), tt.name) {
+			t.Errorf("%s=%q: error %q does not name the variable", tt.name, tt.value, err)
 		}
 	}
+}
+
+func TestCheckConnectTokenSecret(t *testing.T) {
+	t.Parallel()
+	for _, bad := range []string{"", "   ", "short", strings.Repeat("x", MinSecretLength-1)} {
+		if err := CheckConnectTokenSecret(bad); err == nil || !strings.Contains(err.Error(), "CONNECT_TOKEN_SECRET") {
+			t.Errorf("CheckConnectTokenSecret(%q) = %v, want an error naming CONNECT_TOKEN_SECRET", bad, err)
+		}
+	}
+	if err := CheckConnectTokenSecret(strings.Repeat("x", MinSecretLength)); err != nil {
+		t.Errorf("a %d-character secret: %v", MinSecretLength, err)
+	}
+	// Load refuses exactly what the check refuses, so the token command and
+	// the servers agree.
+	if _, err := Load(func(k string) string {
+		if k == "CONNECT_TOKEN_SECRET" {
+			return "short"
+		}
+		return ""
+	}); err == nil {
+		t.Error("Load accepted a secret CheckConnectTokenSecret refuses")
+	}
+}
+
+func TestUsageListsTheNamedSettings(t *testing.T) {
+	t.Parallel()
+	u := Usage("x", "TABLE_NAME", "CALL_TIMEOUT")
+	for _, s := range Settings {
+		named := s.Name == "TABLE_NAME" || s.Name == "CALL_TIMEOUT"
+		if got := strings.Contains(u, s.Name+" "); got != named {
+			t.Errorf("usage lists %s: %v, want %v:\n%s", s.Name, got, named, u)
+		}
+	}
+	defer func() {
+		if recover() == nil {
+			t.Error("Usage accepted a setting that does not exist")
+		}
+	}()
+	Usage("x", "NO_SUCH_SETTING")
 }
