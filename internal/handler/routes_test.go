@@ -436,7 +436,7 @@ func TestSubscribe(t *testing.T) {
 		{name: "not JSON", body: `subscribe news`, want: frame{Type: "error", Code: "bad_request"}},
 		{name: "topics not a list", body: `{"action":"subscribe","topics":"news"}`, want: frame{Type: "error", Code: "bad_request"}},
 		{name: "no topics", body: `{"action":"subscribe"}`, want: frame{Type: "error", Code: "invalid_topic"}},
-		{name: "empty topic list", body: `{"action":"subscribe","topics":[]}`, want: frame{Type: "error", Code: "invalid_topic"}},
+		{name: "empty topic list", body: `{"action":"subscribe","topics":[]}`, want: frame{Type: "error", Code: "bad_request"}},
 		{name: "invalid name refuses all", body: `{"action":"subscribe","topics":["news","bad topic"]}`, want: frame{Type: "error", Code: "invalid_topic"}},
 		{name: "name too long", body: `{"action":"subscribe","topic":"` + strings.Repeat("x", 129) + `"}`, want: frame{Type: "error", Code: "invalid_topic"}},
 		{

@@ -1,7 +1,7 @@
 // Package wsproto holds wsgateway's WebSocket wire format: the JSON frames
 // browsers send and receive, and the rules topic names follow. It is the
-// contract of DESIGN.md's "WebSocket protocol" section in code; nothing here
-// does I/O.
+// contract docs/protocol.md describes ("WebSocket frames"), in code; nothing
+// here does I/O.
 package wsproto
 
 import (
@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"strings"
 	"time"
 )
 
@@ -100,20 +101,33 @@ type FrameError struct {
 func (e *FrameError) Error() string { return e.Code + ": " + e.Message }
 
 // ParseTopics decodes a subscribe or unsubscribe frame and returns its
-// topics, validated and de-duplicated in order of first appearance.
+// topics, validated and de-duplicated in order of first appearance. Its
+// errors speak of the frame's fields, never of the Go types they are
+// decoded into.
 func ParseTopics(body []byte) ([]string, error) {
-	var req Request
+	// Pointers tell a field that is absent from one given empty.
+	var req struct {
+		Topic  *string   `json:"topic"`
+		Topics *[]string `json:"topics"`
+	}
 	if err := json.Unmarshal(body, &req); err != nil {
-		return nil, &FrameError{CodeBadRequest, "frame is not a valid JSON object: " + err.Error()}
+		return nil, decodeError(err)
 	}
-	topics := req.Topics
-	if req.Topic != "" {
-		topics = append([]string{req.Topic}, topics...)
+	var topics []string
+	if req.Topic != nil && *req.Topic != "" {
+		topics = append(topics, *req.Topic)
 	}
-	if len(topics) == 0 {
+	if req.Topics != nil {
+		topics = append(topics, *req.Topics...)
+	}
+	switch {
+	case len(topics) == 0 && req.Topics != nil:
+		// Not a bad name but a malformed request: there is no name to
+		// judge.
+		return nil, &FrameError{CodeBadRequest, `"topics" is empty: list at least one topic name`}
+	case len(topics) == 0:
 		return nil, &FrameError{CodeInvalidTopic, `give "topics": ["name", …] or "topic": "name"`}
-	}
-	if len(topics) > MaxTopicsPerRequest {
+	case len(topics) > MaxTopicsPerRequest:
 		return nil, &FrameError{CodeLimitExceeded, fmt.Sprintf("at most %d topics per request, got %d", MaxTopicsPerRequest, len(topics))}
 	}
 	seen := make(map[string]bool, len(topics))
@@ -128,6 +142,25 @@ func ParseTopics(body []byte) ([]string, error) {
 		}
 	}
 	return out, nil
+}
+
+// decodeError says what is wrong with a frame in the protocol's terms: the
+// field and the shape it must have.
+func decodeError(err error) *FrameError {
+	var typeErr *json.UnmarshalTypeError
+	if !errors.As(err, &typeErr) {
+		return &FrameError{CodeBadRequest, "frame is not valid JSON"}
+	}
+	// Field is the path to the value, "topics.3" for a list element, and
+	// empty when the frame itself is not an object.
+	switch field, _, _ := strings.Cut(typeErr.Field, "."); field {
+	case "topics":
+		return &FrameError{CodeBadRequest, `"topics" must be a list of topic names (strings)`}
+	case "topic":
+		return &FrameError{CodeBadRequest, `"topic" must be a topic name (a string)`}
+	default:
+		return &FrameError{CodeBadRequest, "frame must be a JSON object"}
+	}
 }
 
 // TopicsFrame is the answer to subscribe and unsubscribe.

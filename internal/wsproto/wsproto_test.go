@@ -69,17 +69,21 @@ func TestParseTopics(t *testing.T) {
 		name, body string
 		want       []string
 		code       string
+		names      string // the field an error message must name
 	}{
-		{"list", `{"action":"subscribe","topics":["a","b"]}`, []string{"a", "b"}, ""},
-		{"single", `{"action":"subscribe","topic":"a"}`, []string{"a"}, ""},
-		{"both, deduplicated", `{"action":"subscribe","topic":"a","topics":["b","a","b"]}`, []string{"a", "b"}, ""},
-		{"no topics", `{"action":"subscribe"}`, nil, CodeInvalidTopic},
-		{"empty list", `{"action":"subscribe","topics":[]}`, nil, CodeInvalidTopic},
-		{"one bad topic refuses all", `{"action":"subscribe","topics":["a","b c"]}`, nil, CodeInvalidTopic},
-		{"topics not a list", `{"action":"subscribe","topics":"a"}`, nil, CodeBadRequest},
-		{"not an object", `[1,2]`, nil, CodeBadRequest},
-		{"not JSON", `subscribe a`, nil, CodeBadRequest},
-		{"too many", string(manyJSON), nil, CodeLimitExceeded},
+		{"list", `{"action":"subscribe","topics":["a","b"]}`, []string{"a", "b"}, "", ""},
+		{"single", `{"action":"subscribe","topic":"a"}`, []string{"a"}, "", ""},
+		{"both, deduplicated", `{"action":"subscribe","topic":"a","topics":["b","a","b"]}`, []string{"a", "b"}, "", ""},
+		{"single with an empty list", `{"action":"subscribe","topic":"a","topics":[]}`, []string{"a"}, "", ""},
+		{"no topics", `{"action":"subscribe"}`, nil, CodeInvalidTopic, ""},
+		{"empty list is a malformed frame, not a bad name", `{"action":"subscribe","topics":[]}`, nil, CodeBadRequest, `"topics"`},
+		{"one bad topic refuses all", `{"action":"subscribe","topics":["a","b c"]}`, nil, CodeInvalidTopic, ""},
+		{"topics not a list", `{"action":"subscribe","topics":"a"}`, nil, CodeBadRequest, `"topics"`},
+		{"topics not strings", `{"action":"subscribe","topics":["a",7]}`, nil, CodeBadRequest, `"topics"`},
+		{"topic not a string", `{"action":"subscribe","topic":["a"]}`, nil, CodeBadRequest, `"topic"`},
+		{"not an object", `[1,2]`, nil, CodeBadRequest, ""},
+		{"not JSON", `subscribe a`, nil, CodeBadRequest, ""},
+		{"too many", string(manyJSON), nil, CodeLimitExceeded, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -92,6 +96,18 @@ func TestParseTopics(t *testing.T) {
 				t.Fatalf("error %v, want a FrameError with code %s and a message", err, tc.code)
 			case !slices.Equal(got, tc.want):
 				t.Fatalf("topics %v, want %v", got, tc.want)
+			}
+			if fe == nil {
+				return
+			}
+			if !strings.Contains(fe.Message, tc.names) {
+				t.Errorf("message %q does not name the field %s", fe.Message, tc.names)
+			}
+			// The client knows its frame, not the server's Go types.
+			for _, internal := range []string{"Go ", "struct", "[]string", "unmarshal", "wsproto"} {
+				if strings.Contains(fe.Message, internal) {
+					t.Errorf("message %q leaks the decoder's terms (%q)", fe.Message, internal)
+				}
 			}
 		})
 	}
