@@ -38,7 +38,7 @@ type PublishResponse struct {
 	Failed    int    `json:"failed"`
 }
 
-// Publish is the publish Lambda (the seed's onPublish): backends invoke it
+// Publish is the publish Lambda: backends invoke it
 // directly, or through an SQS queue, with the same request.
 type Publish struct {
 	pub Publisher

@@ -1,4 +1,4 @@
-// Command publish is the seed's onPublish Lambda: backends invoke it, directly
+// Command publish is the publish Lambda: backends invoke it, directly
 // or through SQS, to fan a message out to a topic's subscribers.
 package main
 
