@@ -62,11 +62,30 @@ type Routes struct {
 	// It is a soft bound: two subscribe frames of one connection handled
 	// at the same moment may pass it together.
 	MaxSubscriptions int
+	// CallTimeout bounds each route call (CALL_TIMEOUT), so that a stalled
+	// store yields an error the client can act on, not a call that hangs
+	// until API Gateway gives up on it. An earlier deadline of the incoming
+	// context (on AWS, the function's own) still wins. Zero or less means
+	// DefaultCallTimeout.
+	CallTimeout time.Duration
 }
+
+// DefaultCallTimeout is CALL_TIMEOUT's default.
+const DefaultCallTimeout = 10 * time.Second
 
 // NewRoutes returns the routes over s, logging to log.
 func NewRoutes(s Connections, log *slog.Logger) *Routes {
-	return &Routes{Store: s, Log: log, Now: time.Now, MaxSubscriptions: DefaultMaxSubscriptions}
+	return &Routes{Store: s, Log: log, Now: time.Now, MaxSubscriptions: DefaultMaxSubscriptions, CallTimeout: DefaultCallTimeout}
+}
+
+// withDeadline bounds one route call by CallTimeout; context.WithTimeout
+// keeps the incoming deadline when it is the earlier one.
+func (r *Routes) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	d := r.CallTimeout
+	if d <= 0 {
+		d = DefaultCallTimeout
+	}
+	return context.WithTimeout(ctx, d)
 }
 
 // errNoConnectionID means the event did not come from API Gateway's
@@ -81,6 +100,8 @@ func (r *Routes) Connect(ctx context.Context, req events.APIGatewayWebsocketProx
 	if rc.ConnectionID == "" {
 		return status(http.StatusBadRequest), errNoConnectionID
 	}
+	ctx, cancel := r.withDeadline(ctx)
+	defer cancel()
 	log := r.Log.With("route", "$connect", "connection_id", rc.ConnectionID)
 	c := store.Connection{
 		ID:          rc.ConnectionID,
@@ -115,6 +136,8 @@ func (r *Routes) Disconnect(ctx context.Context, req events.APIGatewayWebsocketP
 	if rc.ConnectionID == "" {
 		return status(http.StatusBadRequest), errNoConnectionID
 	}
+	ctx, cancel := r.withDeadline(ctx)
+	defer cancel()
 	log := r.Log.With("route", "$disconnect", "connection_id", rc.ConnectionID)
 	if err := r.Store.DeleteConnection(ctx, rc.ConnectionID); err != nil {
 		log.ErrorContext(ctx, "forget connection", "err", err)
@@ -127,7 +150,7 @@ func (r *Routes) Disconnect(ctx context.Context, req events.APIGatewayWebsocketP
 // Subscribe records the frame's topics for the connection, all or none:
 // one topic the connection may not have refuses the whole frame.
 func (r *Routes) Subscribe(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
-	return r.answer(ctx, req, wsproto.ActionSubscribe, func(log *slog.Logger, id string, body []byte) ([]byte, error) {
+	return r.answer(ctx, req, wsproto.ActionSubscribe, func(ctx context.Context, log *slog.Logger, id string, body []byte) ([]byte, error) {
 		topics, err := wsproto.ParseTopics(body)
 		if err != nil {
 			return nil, err
@@ -178,7 +201,7 @@ func (r *Routes) checkSubscriptionLimit(ctx context.Context, id string, topics [
 // Unsubscribe forgets the frame's topics for the connection. It needs no
 // grant check: dropping interest is always allowed.
 func (r *Routes) Unsubscribe(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
-	return r.answer(ctx, req, wsproto.ActionUnsubscribe, func(log *slog.Logger, id string, body []byte) ([]byte, error) {
+	return r.answer(ctx, req, wsproto.ActionUnsubscribe, func(ctx context.Context, log *slog.Logger, id string, body []byte) ([]byte, error) {
 		topics, err := wsproto.ParseTopics(body)
 		if err != nil {
 			return nil, err
@@ -195,7 +218,7 @@ func (r *Routes) Unsubscribe(ctx context.Context, req events.APIGatewayWebsocket
 // (API Gateway answers it with a mock integration), but answering it keeps
 // keep-alives working where that route is not deployed.
 func (r *Routes) Default(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
-	return r.answer(ctx, req, "$default", func(_ *slog.Logger, _ string, body []byte) ([]byte, error) {
+	return r.answer(ctx, req, "$default", func(_ context.Context, _ *slog.Logger, _ string, body []byte) ([]byte, error) {
 		if !json.Valid(body) {
 			return nil, &wsproto.FrameError{Code: wsproto.CodeBadRequest, Message: "frame is not valid JSON"}
 		}
@@ -217,17 +240,19 @@ func (r *Routes) Default(ctx context.Context, req events.APIGatewayWebsocketProx
 	})
 }
 
-// answer runs a MESSAGE route and turns its outcome into the frame the
-// client receives.
+// answer runs a MESSAGE route under the call's deadline and turns its
+// outcome into the frame the client receives.
 func (r *Routes) answer(ctx context.Context, req events.APIGatewayWebsocketProxyRequest, route string,
-	do func(log *slog.Logger, connectionID string, body []byte) ([]byte, error),
+	do func(ctx context.Context, log *slog.Logger, connectionID string, body []byte) ([]byte, error),
 ) (events.APIGatewayProxyResponse, error) {
 	id := req.RequestContext.ConnectionID
 	if id == "" {
 		return status(http.StatusBadRequest), errNoConnectionID
 	}
+	ctx, cancel := r.withDeadline(ctx)
+	defer cancel()
 	log := r.Log.With("route", route, "connection_id", id)
-	frame, err := do(log, id, []byte(req.Body))
+	frame, err := do(ctx, log, id, []byte(req.Body))
 	if err != nil {
 		frame = errorFrame(ctx, log, err)
 	}
@@ -245,7 +270,9 @@ func errorFrame(ctx context.Context, log *slog.Logger, err error) []byte {
 	case errors.Is(err, store.ErrNotFound):
 		log.WarnContext(ctx, "frame from an unrecorded connection", "err", err)
 		return wsproto.Error(wsproto.CodeBadRequest, "this connection is not registered: reconnect")
-	case errors.Is(err, store.ErrUnavailable):
+	case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		// A store that did not answer within the call's deadline is, to
+		// the client, one that is down: it may try again.
 		log.ErrorContext(ctx, "store unavailable", "err", err)
 		return wsproto.Error(wsproto.CodeUnavailable, "temporarily unavailable: try again shortly")
 	default:

@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -31,10 +32,11 @@ func TokenAuth(tokens *auth.Tokens) func(context.Context, events.APIGatewayWebso
 
 // Configure applies the deployment's settings to the routes: connect
 // tokens when CONNECT_TOKEN_SECRET is set (one loud warning when it is not)
-// and the subscription limit. The devstack and the Lambdas share it, so
-// both enforce the same things.
+// the subscription limit and the deadline of each route call. The devstack
+// and the Lambdas share it, so both enforce the same things.
 func (r *Routes) Configure(cfg config.Config) {
 	r.MaxSubscriptions = cfg.MaxSubscriptions
+	r.CallTimeout = cmp.Or(cfg.CallTimeout, DefaultCallTimeout)
 	if cfg.ConnectTokenSecret == "" {
 		r.Log.Warn("CONNECT AUTH IS OFF: CONNECT_TOKEN_SECRET is unset, so any client may connect and subscribe to any topic")
 		return
