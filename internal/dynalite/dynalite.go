@@ -8,6 +8,10 @@
 //
 // The endpoint is a proxy in front of dynalite that can answer requests as a
 // throttling DynamoDB does (see Throttle), a fault dynalite never produces.
+//
+// A Recorder attached to a client records which operations it calls on
+// which tables and indexes, so that tests can hold the IAM grants of a
+// deployment to what the code really calls.
 package dynalite
 
 import (
