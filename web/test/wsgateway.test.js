@@ -1,5 +1,5 @@
 // Unit tests of the browser client's logic against a fake WebSocket and
-// mocked timers: node --test web/test/ (make web-check). The real browser
+// fake timers: node --test web/test/ (make web-check). The real browser
 // against the real stack is internal/devstack/browser_test.go.
 
 import { test } from "node:test";
@@ -53,16 +53,64 @@ class FakeSocket {
   }
 }
 
-/** A client on a fresh fake, with mocked timers and everything it emits recorded. */
+/**
+ * setTimeout and setInterval on a clock that only tick(ms) moves, installed
+ * on globalThis for one test. node:test's mock.timers does the same, but on
+ * Node 20 it prints an ExperimentalWarning.
+ */
+function fakeTimers(t) {
+  let now = 0;
+  let lastId = 0;
+  /** @type {Map<number, { at: number, every: number | null, fn: Function, args: unknown[] }>} */
+  const timers = new Map();
+  // Like Node and browsers, a delay under 1 ms waits 1 ms (so an interval of 0 cannot spin).
+  const add = (every) => (fn, ms, ...args) => {
+    const delay = Math.max(1, Number(ms) || 0);
+    timers.set(++lastId, { at: now + delay, every: every ? delay : null, fn, args });
+    return lastId;
+  };
+  const clear = (id) => void timers.delete(id);
+  const saved = { setTimeout, setInterval, clearTimeout, clearInterval };
+  Object.assign(globalThis, { setTimeout: add(false), setInterval: add(true), clearTimeout: clear, clearInterval: clear });
+  t.after(() => Object.assign(globalThis, saved));
+
+  /** Runs, in order, every timer due in the next ms, including those scheduled meanwhile; a callback's exception propagates. */
+  return function tick(ms) {
+    const until = now + ms;
+    for (;;) {
+      let next;
+      for (const [id, timer] of timers) {
+        // Earliest first; on a tie, the one set first (Map keeps insertion order, ids grow).
+        if (timer.at <= until && (next === undefined || timer.at < timers.get(next).at)) {
+          next = id;
+        }
+      }
+      if (next === undefined) {
+        break;
+      }
+      const timer = timers.get(next);
+      now = timer.at;
+      if (timer.every === null) {
+        timers.delete(next);
+      } else {
+        timer.at += timer.every;
+      }
+      timer.fn(...timer.args);
+    }
+    now = until;
+  };
+}
+
+/** A client on a fresh fake, with fake timers and everything it emits recorded. */
 function setup(t, options = {}) {
-  t.mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
+  const tick = fakeTimers(t);
   FakeSocket.all = [];
   const client = new GatewayClient("ws://gateway.test/prod", { WebSocket: FakeSocket, random: () => 0.5, ...options });
   const seen = { status: [], message: [], error: [], subscriptions: [] };
   for (const type of Object.keys(seen)) {
     client.on(type, (v) => seen[type].push(v));
   }
-  return { client, seen, tick: (ms) => t.mock.timers.tick(ms) };
+  return { client, seen, tick };
 }
 
 test("backoff grows, is capped and jittered", () => {
@@ -290,7 +338,7 @@ test("close stops for good until connect", (t) => {
 });
 
 test("a malformed URL is reported, not thrown", (t) => {
-  t.mock.timers.enable({ apis: ["setTimeout", "setInterval"] });
+  fakeTimers(t);
   const client = new GatewayClient("not a url", {
     WebSocket: class {
       constructor() {
