@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,11 @@ func TestVerify(t *testing.T) {
 		{"RS256 header", hsAsRS, "algorithm"},
 		{"expired", sign(t, jwt.SigningMethodHS256, []byte(secret), with("exp", now.Add(-time.Minute).Unix())), "expired"},
 		{"no exp", sign(t, jwt.SigningMethodHS256, []byte(secret), with("exp", nil)), "no exp"},
+		// RFC 7519 NumericDate is a JSON number; golang-jwt alone would
+		// read a numeric string as one.
+		{"exp a string", sign(t, jwt.SigningMethodHS256, []byte(secret), with("exp", strconv.FormatInt(now.Add(time.Hour).Unix(), 10))), "exp"},
+		{"nbf a string", sign(t, jwt.SigningMethodHS256, []byte(secret), with("nbf", strconv.FormatInt(now.Add(-time.Hour).Unix(), 10))), "nbf"},
+		{"iat a string", sign(t, jwt.SigningMethodHS256, []byte(secret), with("iat", strconv.FormatInt(now.Add(-time.Hour).Unix(), 10))), "iat"},
 		{"not yet valid", sign(t, jwt.SigningMethodHS256, []byte(secret), with("nbf", now.Add(time.Hour).Unix())), "not valid yet"},
 		{"no sub", sign(t, jwt.SigningMethodHS256, []byte(secret), with("sub", nil)), "no sub"},
 		{"bad topic pattern", sign(t, jwt.SigningMethodHS256, []byte(secret), with("topics", []string{"a b"})), "topics claim"},

@@ -4,6 +4,7 @@
 package auth
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -28,6 +29,36 @@ type Claims struct {
 	// Topics are topic names or prefixes ending in "*" ("orders.*", "*")
 	// the connection may subscribe to.
 	Topics []string `json:"topics"`
+}
+
+// notNumericDateError: exp, nbf and iat are RFC 7519 NumericDates, JSON
+// numbers. golang-jwt would also read "1767225600" (a string) as one; a
+// token that does not follow the format is not trusted to mean what it
+// seems to.
+type notNumericDateError struct{ claim string }
+
+func (e *notNumericDateError) Error() string {
+	return e.claim + " claim is not a number"
+}
+
+// UnmarshalJSON refuses time claims that are not JSON numbers, then
+// decodes as usual.
+func (c *Claims) UnmarshalJSON(b []byte) error {
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	for _, name := range []string{"exp", "nbf", "iat"} {
+		v, ok := raw[name]
+		if !ok || string(v) == "null" {
+			continue
+		}
+		if v[0] != '-' && (v[0] < '0' || v[0] > '9') {
+			return &notNumericDateError{name}
+		}
+	}
+	type plain Claims // without this method
+	return json.Unmarshal(b, (*plain)(c))
 }
 
 // Tokens mints and verifies connect tokens: JWTs signed HS256 with one
@@ -130,6 +161,9 @@ func validatePatterns(patterns []string) error {
 
 // reason turns jwt's errors into a short phrase without token content.
 func reason(err error) string {
+	if e, ok := errors.AsType[*notNumericDateError](err); ok {
+		return e.Error() // names the claim, not its value
+	}
 	switch {
 	case errors.Is(err, jwt.ErrTokenExpired):
 		return "expired"
