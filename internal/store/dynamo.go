@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -16,6 +17,7 @@ import (
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+	"github.com/aws/smithy-go"
 )
 
 const (
@@ -36,6 +38,15 @@ const (
 	// maxQueryLimit caps the items one Query evaluates, whatever the caller's
 	// page size.
 	maxQueryLimit = 1000
+
+	// A store that accepts connections and never answers (a blackholed
+	// route, a hung local DynamoDB) must fail calls within seconds rather
+	// than pin them until the caller's deadline. DynamoDB answers in
+	// milliseconds; these bound each attempt, and retry.go bounds how many
+	// attempts may time out (maxTimeoutAttempts).
+	dialTimeout           = 2 * time.Second
+	tlsHandshakeTimeout   = 3 * time.Second
+	responseHeaderTimeout = 2 * time.Second
 )
 
 // dynamoAPI is the part of *dynamodb.Client the store uses; a test stands in
@@ -66,13 +77,18 @@ func NewDynamoDB(client *dynamodb.Client, table string, opts ...Option) *DynamoD
 
 // NewDynamoDBClient returns a client for cfg's region and credentials, at
 // endpoint if it is not empty (dynalite, DynamoDB Local), with an HTTP client
-// that keeps enough idle connections for concurrent use and retries meant for
-// callers that hold a deadline (retry.go). It replaces cfg's retryer;
+// that keeps enough idle connections for concurrent use, gives up on a store
+// that does not answer within seconds, and retries meant for callers that
+// hold a deadline (retry.go). It replaces cfg's retryer;
 // cfg.RetryMaxAttempts (AWS_MAX_ATTEMPTS) still overrides the attempts.
 func NewDynamoDBClient(cfg aws.Config, endpoint string) *dynamodb.Client {
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConns = maxIdleConnsPerHost
 		t.MaxIdleConnsPerHost = maxIdleConnsPerHost
+		t.TLSHandshakeTimeout = tlsHandshakeTimeout
+		t.ResponseHeaderTimeout = responseHeaderTimeout
+	}).WithDialerOptions(func(d *net.Dialer) {
+		d.Timeout = dialTimeout
 	})
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		o.HTTPClient = httpClient
@@ -105,7 +121,47 @@ func EnsureTable(ctx context.Context, client *dynamodb.Client, table string) err
 	if !sameKeys(out.Table.KeySchema, want.KeySchema) || !hasIndex(out.Table.GlobalSecondaryIndexes, want.GlobalSecondaryIndexes[0]) {
 		return fmt.Errorf("table %s exists with other keys than wsgateway's (pk, sk and index %s): use another TABLE_NAME", table, indexByConnection)
 	}
+	return enableTTL(ctx, client, table)
+}
+
+// enableTTL turns on expiry of the TTL attribute, which CreateTable cannot:
+// without it, items of connections whose $disconnect never came would stay
+// in the table for good. An endpoint without the TTL API (dynalite answers
+// UnknownOperationException) is tolerated, since reads filter expired items
+// anyway; any other refusal is an error.
+func enableTTL(ctx context.Context, client *dynamodb.Client, table string) error {
+	desc, err := client.DescribeTimeToLive(ctx, &dynamodb.DescribeTimeToLiveInput{TableName: aws.String(table)})
+	if err != nil && !unknownOperation(err) {
+		return fmt.Errorf("describe TTL of table %s: %w", table, dynamoError(err))
+	}
+	if err == nil && desc.TimeToLiveDescription != nil {
+		switch desc.TimeToLiveDescription.TimeToLiveStatus {
+		case types.TimeToLiveStatusEnabled, types.TimeToLiveStatusEnabling:
+			// Enabling it again is a ValidationException.
+			if aws.ToString(desc.TimeToLiveDescription.AttributeName) == attrExpiresAt {
+				return nil
+			}
+			return fmt.Errorf("table %s expires items by %q, not wsgateway's %s: use another TABLE_NAME",
+				table, aws.ToString(desc.TimeToLiveDescription.AttributeName), attrExpiresAt)
+		}
+	}
+	_, err = client.UpdateTimeToLive(ctx, &dynamodb.UpdateTimeToLiveInput{
+		TableName: aws.String(table),
+		TimeToLiveSpecification: &types.TimeToLiveSpecification{
+			AttributeName: aws.String(attrExpiresAt),
+			Enabled:       aws.Bool(true),
+		},
+	})
+	if err != nil && !unknownOperation(err) {
+		return fmt.Errorf("enable TTL on table %s: %w", table, dynamoError(err))
+	}
 	return nil
+}
+
+// unknownOperation reports the error of an endpoint that lacks an API.
+func unknownOperation(err error) bool {
+	var api smithy.APIError
+	return errors.As(err, &api) && api.ErrorCode() == "UnknownOperationException"
 }
 
 func sameKeys(a, b []types.KeySchemaElement) bool {
@@ -363,8 +419,13 @@ func (s *DynamoDB) Topics(ctx context.Context, connectionID string) ([]string, e
 
 // Ping describes the table: it checks the endpoint, the credentials and
 // that the table exists, and costs no capacity.
+// A missing table is ErrTableNotFound, for /readyz to say so.
 func (s *DynamoDB) Ping(ctx context.Context) error {
 	_, err := s.db.DescribeTable(ctx, &dynamodb.DescribeTableInput{TableName: &s.table})
+	var missing *types.ResourceNotFoundException
+	if errors.As(err, &missing) {
+		return fmt.Errorf("%w: %s: %w", ErrTableNotFound, s.table, err)
+	}
 	return dynamoError(err)
 }
 

@@ -86,6 +86,13 @@ func TestNewDynamoDBClient(t *testing.T) {
 		if got := client.GetTransport().MaxIdleConnsPerHost; got != maxIdleConnsPerHost {
 			t.Errorf("MaxIdleConnsPerHost = %d, want %d", got, maxIdleConnsPerHost)
 		}
+		tr := client.GetTransport()
+		if tr.ResponseHeaderTimeout != responseHeaderTimeout || tr.TLSHandshakeTimeout != tlsHandshakeTimeout {
+			t.Errorf("ResponseHeaderTimeout %v, TLSHandshakeTimeout %v; want %v, %v", tr.ResponseHeaderTimeout, tr.TLSHandshakeTimeout, responseHeaderTimeout, tlsHandshakeTimeout)
+		}
+		if got := client.GetDialer().Timeout; got != dialTimeout {
+			t.Errorf("dial timeout %v, want %v", got, dialTimeout)
+		}
 		if got := o.Retryer.MaxAttempts(); got != maxAttempts {
 			t.Errorf("Retryer.MaxAttempts() = %d, want %d", got, maxAttempts)
 		}

@@ -179,6 +179,10 @@ func TestDynamoDBMissingTableIsNotUnavailable(t *testing.T) {
 	if !errors.As(err, &missing) || errors.Is(err, store.ErrUnavailable) {
 		t.Errorf("Ping on a missing table: error %v, want ResourceNotFoundException, not ErrUnavailable (a fault to fix, not to retry)", err)
 	}
+	// /readyz tells this apart from an unreachable store.
+	if !errors.Is(err, store.ErrTableNotFound) {
+		t.Errorf("Ping on a missing table: error %v, want ErrTableNotFound", err)
+	}
 }
 
 // A throttled burst of concurrent calls must come through: DynamoDB asks

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"math/rand/v2"
 	"time"
 
@@ -32,6 +33,14 @@ const (
 	// second, and the caller should hear ErrUnavailable fast, in well under
 	// a second over all attempts.
 	transientBackoffMax = 100 * time.Millisecond
+
+	// maxTimeoutAttempts bounds the attempts of a call whose attempts time
+	// out (dynamo.go's dial and response timeouts): one retry covers a
+	// connection lost on the way, and a store that hangs twice is treated
+	// as down. Eight attempts of seconds each would outlast the caller's
+	// deadline (CALL_TIMEOUT), which would then hear a cancellation instead
+	// of ErrUnavailable.
+	maxTimeoutAttempts = 2
 )
 
 // newRetryer is the SDK's standard retryer without its retry quota, with
@@ -54,8 +63,12 @@ func newRetryer() aws.Retryer {
 }
 
 // retryDelay is the wait before retrying a call whose attempt (1 for the
-// first) failed with err.
+// first) failed with err. After maxTimeoutAttempts timeouts it ends the call
+// instead, with the error the SDK gives when attempts run out.
 func retryDelay(attempt int, err error) (time.Duration, error) {
+	if attempt >= maxTimeoutAttempts && isTimeout(err) {
+		return 0, &retry.MaxAttemptsError{Attempt: attempt, Err: err}
+	}
 	ceiling := transientBackoffMax
 	if isThrottle(err) {
 		ceiling = throttleBackoffMax
@@ -69,6 +82,14 @@ func retryDelay(attempt int, err error) (time.Duration, error) {
 func backoff(attempt int, ceiling time.Duration) time.Duration {
 	d := min(backoffBase<<min(max(attempt-1, 0), 10), ceiling)
 	return d/2 + rand.N(d/2)
+}
+
+// isTimeout reports an attempt that got no answer in time: no connection
+// within the dial or TLS timeout, or no response headers. A cancelled or
+// expired caller's context is not one: the SDK never retries those.
+func isTimeout(err error) bool {
+	var t interface{ Timeout() bool }
+	return errors.As(err, &t) && t.Timeout()
 }
 
 func isThrottle(err error) bool {

@@ -26,6 +26,9 @@ var (
 	// ErrUnavailable: the backing service could not be reached or refused
 	// the request; the caller may retry later.
 	ErrUnavailable = errors.New("store unavailable")
+	// ErrTableNotFound: the DynamoDB table does not exist (Ping), a fault
+	// to fix (deploy it, or let the devstack create it), not to retry.
+	ErrTableNotFound = errors.New("table not found")
 	// ErrInvalidPageToken: a page token that this store did not issue for
 	// this topic.
 	ErrInvalidPageToken = errors.New("invalid page token")
