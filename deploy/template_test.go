@@ -53,45 +53,80 @@ var routeKeys = map[string]string{
 // grants maps an IAM action to the resources it is allowed on.
 type grants map[string][]string
 
-// wantGrants is every right each principal's code needs and nothing more:
-// a Lambda by its lambdas/<name>, the container by its role. index is the
-// byConnection index's ARN. The store methods named are in
-// internal/store/dynamo.go.
-func wantGrants(index string) map[string]grants {
-	return map[string]grants{
-		// Routes.Connect: PutConnection.
-		"connect": {"dynamodb:PutItem": {tableARN}},
-		// Routes.Disconnect: DeleteConnection queries the connection's
-		// items in the index and deletes them in batches.
-		"disconnect": {"dynamodb:Query": {index}, "dynamodb:BatchWriteItem": {tableARN}},
-		// Routes.Subscribe: GetConnection (what its connect token granted),
-		// then an UpdateItem per topic.
-		"subscribe": {"dynamodb:GetItem": {tableARN}, "dynamodb:UpdateItem": {tableARN}},
-		// Routes.Unsubscribe deletes in batches.
-		"unsubscribe": {"dynamodb:BatchWriteItem": {tableARN}},
-		// Routes.Default answers from the frame alone.
-		"default": {},
-		// The fan-out: Subscribers queries the topic's partition, a 410
-		// Gone runs DeleteConnection, and messages are POSTed to this
-		// API's connections. The SQS actions are what Lambda's poller
-		// needs for the queue mapping.
-		"publish": {
-			"dynamodb:Query":                {tableARN, index},
-			"dynamodb:BatchWriteItem":       {tableARN},
-			"execute-api:ManageConnections": {connectionsARN},
-			"sqs:ReceiveMessage":            {queueARN},
-			"sqs:DeleteMessage":             {queueARN},
-			"sqs:GetQueueAttributes":        {queueARN},
-		},
-		// The same fan-out, ListSubscribers (Query), and Ping
-		// (DescribeTable) behind /readyz.
-		publisherRole: {
-			"dynamodb:Query":                {tableARN, index},
-			"dynamodb:BatchWriteItem":       {tableARN},
-			"dynamodb:DescribeTable":        {tableARN},
-			"execute-api:ManageConnections": {connectionsARN},
-		},
+// callsFile is every AWS call each Lambda's code makes, recorded by
+// internal/handler's TestAWSCalls while the handlers run against dynalite
+// and a management API over HTTP; that test fails when the file and the
+// code differ. Its resources are named relative to the deployment (see
+// resourceARN).
+const callsFile = "testdata/aws-calls.json"
+
+// awsCall is one entry of callsFile.
+type awsCall struct {
+	Action   string `json:"action"`
+	Resource string `json:"resource"`
+}
+
+// resourceARN names a resource of callsFile as the template does: "table"
+// is the table, "table/index/<name>" its index, "<METHOD>/@connections/*"
+// the connections of the WebSocket API's stage.
+func resourceARN(resource string) (string, error) {
+	switch {
+	case resource == "table":
+		return tableARN, nil
+	case strings.HasPrefix(resource, "table/index/"):
+		return tableARN + strings.TrimPrefix(resource, "table"), nil
+	case strings.HasSuffix(resource, "/@connections/*") && !strings.Contains(strings.TrimSuffix(resource, "/@connections/*"), "/"):
+		return apiARN + resource, nil
 	}
+	return "", fmt.Errorf("%s: resource %q: want table, table/index/<name> or <METHOD>/@connections/*", callsFile, resource)
+}
+
+// platformGrants are rights a principal needs that its own code does not
+// call: AWS calls on its behalf. These alone are written by hand.
+var platformGrants = map[string]grants{
+	// Lambda's poller reads the PublishQueue mapping's messages with the
+	// function's role.
+	"publish": {
+		"sqs:ReceiveMessage":     {queueARN},
+		"sqs:DeleteMessage":      {queueARN},
+		"sqs:GetQueueAttributes": {queueARN},
+	},
+}
+
+// wantGrants is every right each principal needs and nothing more: a
+// Lambda, by its lambdas/<name>, what callsFile records of its code plus
+// its platformGrants; the publisher container, by its role, the publish
+// Lambda's recorded calls (it runs the same fan-out, whose subscriber
+// lookup also serves ListSubscribers) plus DescribeTable, which its
+// /readyz probe (the store's Ping) calls.
+func wantGrants(calls map[string][]awsCall) (map[string]grants, error) {
+	want := map[string]grants{}
+	for name, cs := range calls {
+		g := grants{}
+		for _, c := range cs {
+			arn, err := resourceARN(c.Resource)
+			if err != nil {
+				return nil, err
+			}
+			g[c.Action] = append(g[c.Action], arn)
+		}
+		for a, resources := range platformGrants[name] {
+			g[a] = append(g[a], resources...)
+		}
+		want[name] = g
+	}
+	publish, ok := want["publish"]
+	if !ok {
+		return nil, fmt.Errorf("%s records no calls of publish", callsFile)
+	}
+	publisher := grants{"dynamodb:DescribeTable": {tableARN}}
+	for a, resources := range publish {
+		if !strings.HasPrefix(a, "sqs:") {
+			publisher[a] = slices.Clone(resources)
+		}
+	}
+	want[publisherRole] = publisher
+	return want, nil
 }
 
 // repo is what the template is checked against, read from the code.
@@ -100,6 +135,8 @@ type repo struct {
 	table        map[string]json.RawMessage // deploy/table.json
 	index        string                     // the ARN of its one index
 	storeActions []string                   // dynamodb:<method> for each DynamoDB call of the store
+	calls        map[string][]awsCall       // callsFile
+	want         map[string]grants          // wantGrants
 }
 
 var loadRepo = sync.OnceValues(func() (repo, error) {
@@ -136,6 +173,26 @@ var loadRepo = sync.OnceValues(func() (repo, error) {
 	}
 	for _, m := range methods {
 		r.storeActions = append(r.storeActions, "dynamodb:"+m)
+	}
+
+	if b, err = os.ReadFile(callsFile); err != nil {
+		return r, fmt.Errorf("%w: go test ./internal/handler -run TestAWSCalls -update writes it", err)
+	}
+	if err := json.Unmarshal(b, &r.calls); err != nil {
+		return r, fmt.Errorf("%s: %w", callsFile, err)
+	}
+	if r.want, err = wantGrants(r.calls); err != nil {
+		return r, err
+	}
+	// An index the code reads must be the table's.
+	for name, g := range r.want {
+		for a, resources := range g {
+			for _, arn := range resources {
+				if strings.Contains(arn, "/index/") && arn != r.index {
+					return r, fmt.Errorf("%s: %s calls %s on %s, but table.json's index is %s", callsFile, name, a, arn, r.index)
+				}
+			}
+		}
 	}
 	return r, nil
 })
@@ -517,7 +574,7 @@ func (d *deployment) checkEnvironment(r repo, functions map[string]string, p *pr
 	for _, s := range config.Settings {
 		settings[s.Name] = true
 	}
-	want := wantGrants(r.index)
+	want := r.want
 	endpoint := "https://" + apiHost
 	for name, id := range functions {
 		f := d.GetAllServerlessFunctionResources()[id]
@@ -645,11 +702,11 @@ func (d *deployment) checkIAM(r repo, functions map[string]string, p *problems) 
 		}
 	}
 
-	want := wantGrants(r.index)
+	want := r.want
 	for _, principal := range slices.Sorted(maps.Keys(have)) {
 		w, ok := want[principal]
 		if !ok {
-			p.addf("%s: a principal nobody expects: add what its code calls to wantGrants", principal)
+			p.addf("%s: a principal %s does not list: record its code's calls in internal/handler's TestAWSCalls", principal, callsFile)
 			continue
 		}
 		got := grants{}
@@ -663,13 +720,13 @@ func (d *deployment) checkIAM(r repo, functions map[string]string, p *problems) 
 		}
 		for _, a := range slices.Sorted(maps.Keys(got)) {
 			if _, ok := w[a]; !ok {
-				p.addf("%s: may %s on %q, which its code never calls", principal, a, got[a])
+				p.addf("%s: may %s on %q, which its code never calls (%s)", principal, a, got[a], callsFile)
 			}
 		}
 		for _, a := range slices.Sorted(maps.Keys(w)) {
 			switch {
 			case len(got[a]) == 0:
-				p.addf("%s: lacks %s on %q, which its code calls", principal, a, w[a])
+				p.addf("%s: lacks %s on %q, which its code calls (%s)", principal, a, w[a], callsFile)
 			case !sameSet(got[a], w[a]):
 				p.addf("%s: may %s on %q: want exactly %q", principal, a, got[a], w[a])
 			}
@@ -677,7 +734,7 @@ func (d *deployment) checkIAM(r repo, functions map[string]string, p *problems) 
 	}
 	for _, principal := range slices.Sorted(maps.Keys(want)) {
 		if _, ok := have[principal]; !ok {
-			p.addf("%s: expected in the template (wantGrants), not found", principal)
+			p.addf("%s: its code's calls are recorded (%s), but the template has no such principal", principal, callsFile)
 		}
 	}
 }
@@ -815,7 +872,7 @@ func TestWantGrantsCoverTheStore(t *testing.T) {
 	t.Parallel()
 	r, _ := readTemplate(t)
 	expected := map[string]bool{}
-	for _, g := range wantGrants(r.index) {
+	for _, g := range r.want {
 		for a := range g {
 			if strings.HasPrefix(a, "dynamodb:") {
 				expected[a] = true
@@ -830,6 +887,26 @@ func TestWantGrantsCoverTheStore(t *testing.T) {
 	}
 	for a := range expected {
 		t.Errorf("wantGrants expects %s, which the store never calls", a)
+	}
+}
+
+// TestResourceARN: every resource callsFile may name maps to the ARN the
+// template writes, and anything else is refused rather than guessed.
+func TestResourceARN(t *testing.T) {
+	t.Parallel()
+	for resource, want := range map[string]string{
+		"table":                    tableARN,
+		"table/index/byConnection": tableARN + "/index/byConnection",
+		"POST/@connections/*":      connectionsARN,
+		"GET/@connections/*":       apiARN + "GET/@connections/*",
+		"*":                        "",
+		"arn:aws:dynamodb:us-east-1:123456789012:table/x": "",
+		"prod/POST/@connections/*":                        "",
+	} {
+		got, err := resourceARN(resource)
+		if got != want || (err != nil) != (want == "") {
+			t.Errorf("resourceARN(%q) = %q, %v; want %q", resource, got, err, want)
+		}
 	}
 }
 
@@ -878,6 +955,9 @@ func TestChecksCatchBreakage(t *testing.T) {
 			"subscribe: may dynamodb:DeleteItem"},
 		{"a right the code needs", "[dynamodb:BatchWriteItem, dynamodb:DescribeTable]", "[dynamodb:BatchWriteItem]",
 			"PublisherTaskRole: lacks dynamodb:DescribeTable"},
+		{"subscribe cannot count its topics", "            # The subscription limit counts the connection's topics, listed\n            # by the byConnection index.\n            - Effect: Allow\n              Action: dynamodb:Query\n",
+			"            - Effect: Allow\n              Action: dynamodb:DescribeTable\n", "subscribe: lacks dynamodb:Query"},
+		{"a management call the code never makes", "${Stage}/POST/@connections/*", "${Stage}/DELETE/@connections/*", "publish: may execute-api:ManageConnections"},
 		{"index read on the whole table", `Resource: !Sub "${Table.Arn}/index/byConnection"`, "Resource: !GetAtt Table.Arn",
 			"disconnect: may dynamodb:Query on [\"${Table.Arn}\"]"},
 		{"posting to any stage", "${WebSocketApi}/${Stage}/POST/@connections/*", "${WebSocketApi}/*/POST/@connections/*",
