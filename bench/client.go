@@ -1,0 +1,172 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/procfs"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
+)
+
+// publisherClient publishes through a publisher's gRPC API, as a backend
+// would, with the send time in the payload.
+type publisherClient struct {
+	api     wsgatewayv1.PublisherServiceClient
+	conn    *grpc.ClientConn
+	httpURL string // its REST facade, for /metrics
+}
+
+func newPublisherClient(grpcAddr, httpAddr string) (*publisherClient, error) {
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return nil, err
+	}
+	return &publisherClient{api: wsgatewayv1.NewPublisherServiceClient(conn), conn: conn, httpURL: "http://" + httpAddr}, nil
+}
+
+func (p *publisherClient) close() { p.conn.Close() }
+
+// published is what one publish answered, and how long its call took.
+type published struct {
+	delivered int
+	rpc       time.Duration
+}
+
+func (p *publisherClient) publish(ctx context.Context, topic string) (published, error) {
+	start := time.Now()
+	data, err := structpb.NewValue(payload(start))
+	if err != nil {
+		return published{}, err
+	}
+	res, err := p.api.Publish(ctx, &wsgatewayv1.PublishRequest{Topic: topic, Data: data})
+	if err != nil {
+		return published{}, fmt.Errorf("publish to %s: %w", topic, err)
+	}
+	return published{int(res.Delivered), time.Since(start)}, nil
+}
+
+// managementCalls reads the publisher's /metrics: its management calls so
+// far, by outcome (ok, throttled, …).
+func (p *publisherClient) managementCalls(ctx context.Context) (map[string]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.httpURL+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("/metrics: %w", err)
+	}
+	calls := map[string]float64{}
+	for _, m := range families["wsgateway_management_call_duration_seconds"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "outcome" {
+				calls[l.GetValue()] += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return calls, nil
+}
+
+// cpuUse is the CPU time (user and system) a stack's process and this one,
+// the subscribers', have used so far.
+type cpuUse struct{ stack, self time.Duration }
+
+func readCPU(stackPID int) (cpuUse, error) {
+	var u cpuUse
+	for _, t := range []struct {
+		pid int
+		to  *time.Duration
+	}{{stackPID, &u.stack}, {os.Getpid(), &u.self}} {
+		p, err := procfs.NewProc(t.pid)
+		if err != nil {
+			return u, fmt.Errorf("CPU time needs Linux's /proc: %w", err)
+		}
+		st, err := p.Stat()
+		if err != nil {
+			return u, err
+		}
+		*t.to = time.Duration(st.CPUTime() * float64(time.Second))
+	}
+	return u, nil
+}
+
+func (u cpuUse) since(start cpuUse) cpuUse { return cpuUse{u.stack - start.stack, u.self - start.self} }
+
+// rss is the process's resident set, in bytes.
+func rss(pid int) (int64, error) {
+	p, err := procfs.NewProc(pid)
+	if err != nil {
+		return 0, fmt.Errorf("RSS needs Linux's /proc: %w", err)
+	}
+	st, err := p.NewStatus()
+	return int64(st.VmRSS), err
+}
+
+// control asks a stack's control endpoint (see controlMux) to act, and
+// returns its answer.
+func control(addr, action string) ([]byte, error) {
+	resp, err := http.Post("http://"+addr+action, "", nil)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = fmt.Errorf("%s: %s: %s", action, resp.Status, b)
+	}
+	return b, err
+}
+
+// profiler brackets CPU profiles of a stack and saves them in dir; with no
+// dir it does nothing.
+type profiler struct{ addr, dir string }
+
+func (pr profiler) start() error {
+	if pr.dir == "" {
+		return nil
+	}
+	_, err := control(pr.addr, "/profile/start")
+	return err
+}
+
+// stop saves the profile as dir/name.pprof.
+func (pr profiler) stop(name string) error {
+	if pr.dir == "" {
+		return nil
+	}
+	b, err := control(pr.addr, "/profile/stop")
+	if err == nil {
+		err = os.MkdirAll(pr.dir, 0o755)
+	}
+	if err == nil {
+		err = os.WriteFile(filepath.Join(pr.dir, name+".pprof"), b, 0o644)
+	}
+	return err
+}
+
+// sleep waits for d or ctx.
+func sleep(ctx context.Context, d time.Duration) error {
+	select {
+	case <-time.After(d):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
