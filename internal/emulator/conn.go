@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/coder/websocket"
@@ -39,10 +40,21 @@ type conn struct {
 	timer      *time.Timer  // enforces the idle timeout and maximum duration
 	closing    atomic.Pointer[closeStatus]
 	dropped    atomic.Bool
+	guard      *frameGuard // checks the client's frames; set by the hijack
 
-	// One frame is written at a time; writeTimer cuts the socket under a
-	// write that outlasts the write timeout. Created by the first write.
-	writeMu    sync.Mutex
+	// Frames for the client wait in out, oldest first, for the one
+	// goroutine that writes them (started by a frame, ended by an empty
+	// queue), so that no caller waits on the client. outBytes counts them
+	// and the frame being written, within clientBufferBytes.
+	outMu     sync.Mutex
+	out       [][]byte
+	outBytes  int
+	writing   bool
+	outClosed bool          // the connection is closing: no more frames
+	flushed   chan struct{} // closed when the writer stops, if someone waits
+
+	// writeTimer cuts the socket under a write that outlasts the write
+	// timeout. Created by the first write; only the writer touches it.
 	writeTimer *time.Timer
 }
 
@@ -104,7 +116,7 @@ func (e *Emulator) upgrade(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// API Gateway checks no Origin and negotiates no compression.
-	ws, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
+	ws, err := websocket.Accept(smallBuffers{w, c}, r, &websocket.AcceptOptions{InsecureSkipVerify: true})
 	c.ws = ws
 	close(c.ready)
 	if err != nil {
@@ -131,8 +143,12 @@ const (
 )
 
 // smallBuffers hijacks the connection for coder/websocket with buffers of
-// readBufferBytes and writeBufferBytes.
-type smallBuffers struct{ http.ResponseWriter }
+// readBufferBytes and writeBufferBytes, a kernel send buffer of
+// socketBufferBytes, and the connection's frameGuard under the reader.
+type smallBuffers struct {
+	http.ResponseWriter
+	c *conn
+}
 
 func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	conn, brw, err := http.NewResponseController(s.ResponseWriter).Hijack()
@@ -143,13 +159,36 @@ func (s smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	// buffered in the new reader, where Accept looks for it.
 	n := brw.Reader.Buffered()
 	leftover, _ := brw.Reader.Peek(n)
-	br := bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(leftover)), conn), max(readBufferBytes, n))
-	if _, err := br.Peek(n); err != nil {
-		conn.Close()
-		return nil, nil, err
+	if tc, ok := conn.(interface{ SetWriteBuffer(int) error }); ok {
+		_ = tc.SetWriteBuffer(socketBufferBytes)
 	}
-	return conn, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, writeBufferBytes)), nil
+	// Accept reads what the reader holds, then the returned connection
+	// itself: both must come through the guard.
+	s.c.guard = &frameGuard{r: io.MultiReader(bytes.NewReader(bytes.Clone(leftover)), conn)}
+	guarded := guardedConn{conn, s.c.guard}
+	br := bufio.NewReaderSize(guarded, max(readBufferBytes, n))
+	// net/http may have read the start of a first frame with the request
+	// (a client that sends as soon as it sees the 101). If that frame is
+	// refused, Peek takes the guard's report: put it back for the read
+	// loop, which closes the connection; the handshake itself succeeded.
+	if _, err := br.Peek(n); err != nil {
+		var fe *frameError
+		if !errors.As(err, &fe) {
+			conn.Close()
+			return nil, nil, err
+		}
+		s.c.guard.report = fe
+	}
+	return guarded, bufio.NewReadWriter(br, bufio.NewWriterSize(conn, writeBufferBytes)), nil
 }
+
+// guardedConn is a client's socket read through its frameGuard.
+type guardedConn struct {
+	net.Conn
+	guard *frameGuard
+}
+
+func (g guardedConn) Read(p []byte) (int, error) { return g.guard.Read(p) }
 
 // isHandshake reports whether r is a well-formed WebSocket opening
 // handshake (RFC 6455, section 4.2.1).
@@ -188,7 +227,8 @@ func sourceIP(r *http.Request) string {
 // serve reads the client's frames in order until the connection ends, then
 // fires $disconnect.
 func (e *Emulator) serve(c *conn) {
-	c.ws.SetReadLimit(maxFrameBytes)
+	// The guard refuses larger messages first, in the API's own words.
+	c.ws.SetReadLimit(maxMessageBytes)
 	// Created idle and armed after the assignment, so that expire always
 	// sees c.timer (Reset orders the two for the race detector too).
 	c.timer = time.AfterFunc(math.MaxInt64, func() { e.expire(c) })
@@ -198,16 +238,21 @@ func (e *Emulator) serve(c *conn) {
 	for {
 		// A context without Done keeps coder/websocket from arming a
 		// watchdog per read; closing the socket is what ends a read.
-		_, body, err := c.ws.Read(context.Background())
+		typ, body, err := c.ws.Read(context.Background())
 		if err != nil {
-			if errors.Is(err, websocket.ErrMessageTooBig) {
-				// The library has sent 1009; finish the handshake.
-				e.closeConn(c, websocket.StatusMessageTooBig, "Message too big")
+			if fe := c.guard.refusal(); fe != nil {
+				e.log.Info("client frame refused", "connection_id", c.id, "code", int(fe.code), "reason", fe.reason)
+				e.closeConn(c, fe.code, fe.reason)
 			}
 			e.finish(c, disconnectStatus(c, err))
 			return
 		}
 		c.touch()
+		if fe := checkMessage(typ, body); fe != nil {
+			e.log.Info("client message refused", "connection_id", c.id, "code", int(fe.code), "reason", fe.reason)
+			e.closeConn(c, fe.code, fe.reason)
+			continue // the read ends with the close handshake
+		}
 		// The route runs on a goroutine of its own, one frame at a time:
 		// the stack a handler grows goes with it, instead of staying with
 		// the connection for its life.
@@ -218,6 +263,19 @@ func (e *Emulator) serve(c *conn) {
 		}()
 		<-done
 	}
+}
+
+// checkMessage refuses what the frame guard cannot see from headers: text
+// that is not UTF-8 (RFC 6455, section 8.1). A binary message cannot get
+// here past the guard; it is refused all the same.
+func checkMessage(typ websocket.MessageType, body []byte) *frameError {
+	switch {
+	case typ != websocket.MessageText:
+		return errBinary
+	case !utf8.Valid(body):
+		return errInvalidUTF8
+	}
+	return nil
 }
 
 // disconnectStatus prefers the reason the server closed for, then the
@@ -252,8 +310,13 @@ func (e *Emulator) expire(c *conn) {
 // closeConn closes c from the server side with code and reason; the read
 // loop then ends and reports them to $disconnect. It blocks for the close
 // handshake (at most a few seconds).
+//
+// Frames already accepted for the client go out first, as far as the
+// client takes them: a post answered 200 is not lost to a close that
+// follows it.
 func (e *Emulator) closeConn(c *conn, code websocket.StatusCode, reason string) {
 	e.remove(c)
+	c.flush()
 	if c.closing.CompareAndSwap(nil, &closeStatus{code, reason}) {
 		_ = c.ws.Close(code, reason)
 	}
@@ -265,6 +328,7 @@ func (e *Emulator) closeConn(c *conn, code websocket.StatusCode, reason string) 
 func (e *Emulator) finish(c *conn, status closeStatus) {
 	defer e.live.Done()
 	e.remove(c)
+	c.discardOut()
 	if c.ws != nil {
 		_ = c.ws.CloseNow()
 	}
@@ -364,16 +428,111 @@ func (e *Emulator) loseDisconnect() bool {
 	return e.endDice != nil && e.endDice.roll() < e.faults.LoseDisconnect
 }
 
-// send writes p to c as one text frame within the write timeout. A socket
-// that fails or misses the deadline is cut: a frame written in part cannot
-// be taken back. A missed deadline wraps context.DeadlineExceeded.
+// errBufferFull is a client whose buffer is full: posts get 429.
+var errBufferFull = errors.New("the client's buffer is full")
+
+// errClosing is a connection that takes no more frames: posts get 410.
+var errClosing = errors.New("the connection is closing")
+
+// send queues p for c as one text frame and returns at once: like API
+// Gateway, the emulator does not make callers wait on a client. It fails
+// with errBufferFull when the frames waiting for c (with the one being
+// written) would exceed clientBufferBytes; a single frame always fits an
+// empty buffer, so any message within the payload limit can be sent.
+func (e *Emulator) send(c *conn, p []byte) error {
+	c.outMu.Lock()
+	defer c.outMu.Unlock()
+	switch {
+	case c.outClosed:
+		return errClosing
+	case c.outBytes > 0 && c.outBytes+len(p) > clientBufferBytes:
+		return errBufferFull
+	}
+	c.out = append(c.out, bytes.Clone(p)) // p is the caller's, reused once we return
+	c.outBytes += len(p)
+	if !c.writing {
+		c.writing = true
+		go e.drain(c)
+	}
+	return nil
+}
+
+// drain writes c's queued frames, in order, until the queue is empty. A
+// write that fails, or outlasts the write timeout because the client has
+// stopped reading, cuts the socket: a frame written in part cannot be taken
+// back, and a close frame could not get past it. The read loop then ends
+// and reports 1006, and later calls get 410.
+func (e *Emulator) drain(c *conn) {
+	for {
+		c.outMu.Lock()
+		if len(c.out) == 0 {
+			c.stopWriting()
+			c.outMu.Unlock()
+			return
+		}
+		p := c.out[0]
+		c.out[0] = nil
+		c.out = c.out[1:]
+		c.outMu.Unlock()
+
+		err := e.write(c, p)
+
+		c.outMu.Lock()
+		c.outBytes -= len(p)
+		if err != nil {
+			e.log.Info("client socket cut: a write failed", "connection_id", c.id, "error", err)
+			c.out, c.outBytes, c.outClosed = nil, 0, true
+			c.stopWriting()
+			c.outMu.Unlock()
+			e.remove(c)
+			_ = c.ws.CloseNow()
+			return
+		}
+		c.outMu.Unlock()
+		c.touch()
+	}
+}
+
+// stopWriting marks the writer gone and wakes whoever waits for it. The
+// caller holds outMu.
+func (c *conn) stopWriting() {
+	c.writing = false
+	if c.flushed != nil {
+		close(c.flushed)
+		c.flushed = nil
+	}
+}
+
+// flush stops c taking frames and waits until the writer has written (or
+// given up on) those queued. Each write is bounded by the write timeout.
+func (c *conn) flush() {
+	c.outMu.Lock()
+	c.outClosed = true
+	if !c.writing {
+		c.outMu.Unlock()
+		return
+	}
+	if c.flushed == nil {
+		c.flushed = make(chan struct{})
+	}
+	done := c.flushed
+	c.outMu.Unlock()
+	<-done
+}
+
+// discardOut drops what waits for a connection that has ended.
+func (c *conn) discardOut() {
+	c.outMu.Lock()
+	c.out, c.outClosed = nil, true
+	c.outMu.Unlock()
+}
+
+// write writes p to c as one text frame within the write timeout; a missed
+// deadline wraps context.DeadlineExceeded. Only the writer calls it.
 //
 // The deadline is one timer per connection, reset for each write, rather
-// than a context per write: this is the path of every PostToConnection. A
-// write waiting for another one's turn is bounded by that other's
-// deadline, after which the socket is cut and it fails at once.
-func (e *Emulator) send(c *conn, p []byte) error {
-	c.writeMu.Lock()
+// than a context per write: this is the path of every PostToConnection.
+func (e *Emulator) write(c *conn, p []byte) error {
 	if c.writeTimer == nil {
 		c.writeTimer = time.AfterFunc(e.writeTimeout, func() { _ = c.ws.CloseNow() })
 	} else {
@@ -384,13 +543,5 @@ func (e *Emulator) send(c *conn, p []byte) error {
 	if !c.writeTimer.Stop() && err != nil {
 		err = fmt.Errorf("%w after %v: %w", context.DeadlineExceeded, e.writeTimeout, err)
 	}
-	c.writeMu.Unlock()
-	if err != nil {
-		e.remove(c)
-		_ = c.ws.CloseNow() // the read loop ends and reports 1006
-
-		return fmt.Errorf("write to %s: %w", c.id, err)
-	}
-	c.touch()
-	return nil
+	return err
 }

@@ -39,10 +39,23 @@ const (
 	RouteDefault    = "$default"
 )
 
-// API Gateway's limits (REFERENCE.md, "API Gateway WebSocket APIs").
+// API Gateway's limits (its WebSocket quotas page).
 const (
 	maxFrameBytes   = 32 << 10  // larger client frames close the socket with 1009
+	maxMessageBytes = 128 << 10 // so do larger client messages, however framed
 	maxPayloadBytes = 128 << 10 // larger management POSTs get 413
+
+	// clientBufferBytes bounds what waits for one client: the frames
+	// queued for it and the one being written. A client that stops reading
+	// fills it, and from then on posts to it get 429 at once, as AWS
+	// answers when a client's buffer is full. AWS publishes no size; this
+	// holds eight messages of the largest size.
+	clientBufferBytes = 1 << 20
+	// socketBufferBytes is the kernel's send buffer of a client socket
+	// (which Linux doubles). Left alone, it grows to megabytes, and a
+	// client that stops reading would take that much before its buffer
+	// counts as full.
+	socketBufferBytes = 64 << 10
 
 	defaultIdleTimeout           = 10 * time.Minute
 	defaultMaxConnectionDuration = 2 * time.Hour
@@ -69,9 +82,10 @@ type Config struct {
 	// IdleTimeout and MaxConnectionDuration default to AWS's 10 minutes and
 	// 2 hours.
 	IdleTimeout, MaxConnectionDuration time.Duration
-	// WriteTimeout bounds one frame write to a socket (5 s when zero), so a
-	// slow client cannot hold up anyone else: the post that misses it gets
-	// 429, as for AWS's full client buffer, and the socket is cut.
+	// WriteTimeout bounds one frame write to a socket (5 s when zero).
+	// Posts never wait for it: frames queue for each client, and a full
+	// queue answers 429 at once, as AWS does for a full client buffer. A
+	// client that takes nothing for this long has its socket cut.
 	WriteTimeout time.Duration
 	// ManagementLatency delays every management call, as the round trip to
 	// AWS would; a caller that gives up meanwhile is not waited for.

@@ -3,6 +3,7 @@ package emulator
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
 	"net/http"
 	"time"
 
@@ -20,6 +21,26 @@ func newID() string {
 	var b [11]byte
 	_, _ = rand.Read(b[:]) // never fails since Go 1.24
 	return base64.URLEncoding.EncodeToString(b[:])
+}
+
+// newRequestID returns an id shaped like the management API's request ids:
+// a random UUID ("4b1d6bd6-2a4f-4e3c-9a77-2f0d7a5c3e10").
+func newRequestID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40 // version 4
+	b[8] = b[8]&0x3f | 0x80 // RFC 9562 variant
+	var s [36]byte
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:], b[10:])
+	return string(s[:])
 }
 
 // requestContext fills what every event carries; the fields follow

@@ -150,12 +150,18 @@ func TestOversizedFrameClosesWith1009(t *testing.T) {
 		t.Fatalf("a frame of exactly 32768 bytes was not routed (reply of %d bytes)", len(got))
 	}
 
+	// One frame of 32769 bytes; the reason speaks of the API's limit, not
+	// of the library that read the frame.
 	ws, id := a.connect(t)
 	send(t, ws, strings.Repeat("a", 32769))
-	if code := readClose(t, ws); code != websocket.StatusMessageTooBig {
-		t.Errorf("client saw close status %v, want %v", code, websocket.StatusMessageTooBig)
+	code, reason := readCloseReason(t, ws)
+	if code != websocket.StatusMessageTooBig || !strings.Contains(reason, "32 KB") {
+		t.Errorf("client saw close %v %q, want %v naming the 32 KB limit", code, reason, websocket.StatusMessageTooBig)
 	}
-	assertDisconnect(t, a, id, websocket.StatusMessageTooBig)
+	ev := assertDisconnect(t, a, id, websocket.StatusMessageTooBig)
+	if r := *ev.RequestContext.DisconnectReason; r != reason {
+		t.Errorf("disconnectReason = %q, want the client's close reason %q", r, reason)
+	}
 }
 
 func TestCloseDisconnectsEveryoneAndRefusesNewcomers(t *testing.T) {
@@ -188,25 +194,33 @@ func TestCloseDisconnectsEveryoneAndRefusesNewcomers(t *testing.T) {
 	}
 }
 
-// TestSlowClientIsThrottledThenGone fills the socket of a client that
-// never reads. The post that cannot finish within WriteTimeout gets 429, as
-// AWS answers when the client-side buffer is full, instead of blocking the
-// caller; the socket, cut mid-frame, is gone from then on.
+// TestSlowClientIsThrottledThenGone fills the buffer of a client that
+// never reads. Posts are answered at once, never waiting on the client: 200
+// while its buffer has room, then 429 LimitExceededException, as AWS
+// answers when the client-side buffer is full. A socket that takes nothing
+// for WriteTimeout is cut, and is gone from then on.
 func TestSlowClientIsThrottledThenGone(t *testing.T) {
 	t.Parallel()
-	a := newTestAPI(t, emulator.Config{WriteTimeout: 100 * time.Millisecond})
+	const writeTimeout = 2 * time.Second
+	a := newTestAPI(t, emulator.Config{WriteTimeout: writeTimeout})
 	mgmt := noRetries(a)
 	_, id := a.connect(t) // never read from
-	chunk := strings.Repeat("z", 128<<10)
+	chunk := []byte(strings.Repeat("z", 128<<10))
 
-	// Loopback buffers hold a few MB; 1000 × 128 KB is far beyond them.
 	for i := range 1000 {
-		_, err := mgmt.PostToConnection(context.Background(), &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: []byte(chunk)})
+		start := time.Now()
+		_, err := mgmt.PostToConnection(context.Background(), &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: chunk})
+		if took := time.Since(start); took > writeTimeout/2 {
+			t.Fatalf("post %d took %v: it waited on the client", i, took)
+		}
 		if err == nil {
 			continue
 		}
 		if !errors.As(err, new(*types.LimitExceededException)) {
 			t.Fatalf("post %d: %v, want *types.LimitExceededException", i, err)
+		}
+		if i > 100 {
+			t.Errorf("the buffer took %d posts of 128 KB before it was full", i)
 		}
 		assertDisconnect(t, a, id, websocket.StatusAbnormalClosure)
 		if err := post(t, a, id, "late"); !errors.As(err, new(*types.GoneException)) {

@@ -2,12 +2,10 @@ package emulator
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -18,7 +16,11 @@ import (
 // manage answers every request that is not the WebSocket endpoint the way
 // API Gateway's front door does, in its order: the caller's latency, then
 // authentication, routing, the account's quota, and only then the call.
+//
+// Every answer carries x-amzn-RequestId, as AWS's do: SDKs report it with
+// each result and error, and support asks for it.
 func (e *Emulator) manage(w http.ResponseWriter, r *http.Request, path string, staged bool) {
+	w.Header().Set("X-Amzn-Requestid", newRequestID())
 	if e.latency > 0 && !pause(r.Context(), e.latency) {
 		return // the caller has gone
 	}
@@ -99,17 +101,13 @@ func (e *Emulator) post(w http.ResponseWriter, r *http.Request, id string) {
 	switch err := e.send(c, buf.Bytes()); {
 	case err == nil:
 		w.WriteHeader(http.StatusOK)
-	case timedOut(err):
+	case errors.Is(err, errBufferFull):
 		// The client is not reading: AWS calls that a full client-side
-		// buffer and answers 429.
+		// buffer and answers 429 at once.
 		writeThrottled(w)
 	default:
 		writeGone(w)
 	}
-}
-
-func timedOut(err error) bool {
-	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // connectionInfo is GetConnection's output; the SDK parses the times as

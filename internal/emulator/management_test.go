@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awsmiddleware "github.com/aws/aws-sdk-go-v2/aws/middleware"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi"
 	"github.com/aws/aws-sdk-go-v2/service/apigatewaymanagementapi/types"
 	"github.com/coder/websocket"
@@ -324,4 +326,78 @@ func TestUnsignedCallsAreRefused(t *testing.T) {
 	if got := read(t, ws); got != "signed" {
 		t.Errorf("socket got %q", got)
 	}
+}
+
+// Every @connections answer carries x-amzn-RequestId, success or error, as
+// AWS's do: the SDK reports it in results and errors (RequestID in its
+// messages), and it is what AWS support asks for.
+func TestManagementAnswersCarryARequestID(t *testing.T) {
+	t.Parallel()
+	a := newTestAPI(t, emulator.Config{})
+	_, id := a.connect(t)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	seen := map[string]string{}
+	check := func(call, reqID string, ok bool) {
+		t.Helper()
+		if !ok || reqID == "" {
+			t.Errorf("%s: no request id", call)
+			return
+		}
+		if other, dup := seen[reqID]; dup {
+			t.Errorf("%s and %s share request id %q", call, other, reqID)
+		}
+		seen[reqID] = call
+	}
+	errorID := func(call string, err error) {
+		t.Helper()
+		var re *awshttp.ResponseError
+		if !errors.As(err, &re) {
+			t.Fatalf("%s: %v, want an HTTP response error", call, err)
+		}
+		check(call, re.ServiceRequestID(), true)
+	}
+
+	post, err := a.mgmt.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: []byte("x")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqID, ok := awsmiddleware.GetRequestIDMetadata(post.ResultMetadata)
+	check("PostToConnection", reqID, ok)
+
+	get, err := a.mgmt.GetConnection(ctx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: &id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqID, ok = awsmiddleware.GetRequestIDMetadata(get.ResultMetadata)
+	check("GetConnection", reqID, ok)
+
+	del, err := a.mgmt.DeleteConnection(ctx, &apigatewaymanagementapi.DeleteConnectionInput{ConnectionId: &id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqID, ok = awsmiddleware.GetRequestIDMetadata(del.ResultMetadata)
+	check("DeleteConnection", reqID, ok)
+
+	_, err = a.mgmt.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: []byte("x")})
+	errorID("PostToConnection on a gone connection", err)
+	_, err = a.mgmt.PostToConnection(ctx, &apigatewaymanagementapi.PostToConnectionInput{ConnectionId: &id, Data: make([]byte, 128<<10+1)})
+	errorID("PostToConnection too large", err)
+	_, err = managementClient(a.httpURL+"/wrongstage").GetConnection(ctx, &apigatewaymanagementapi.GetConnectionInput{ConnectionId: &id})
+	errorID("GetConnection on a wrong stage", err)
+
+	// Unsigned calls are refused before anything else, still with an id.
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, a.httpURL+"/@connections/"+url.PathEscape(id), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("unsigned call: status %d, want 403", resp.StatusCode)
+	}
+	check("an unsigned call", resp.Header.Get("X-Amzn-RequestId"), true)
 }
