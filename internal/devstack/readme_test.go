@@ -14,12 +14,17 @@ import (
 	"time"
 )
 
-// repoRoot is where README.md, gen/ts and node_modules live.
+// repoRoot is where README.md and gen/ live.
 const repoRoot = "../.."
 
+// clonePath is how the README's setup steps name the reader's clone of this
+// repository; the test substitutes this checkout.
+const clonePath = "/path/to/wsgateway"
+
 // TestReadmePublishExamples runs the README's publish examples as written,
-// each against its own devstack, and checks that a subscribed browser gets
-// the message: if an example rots, this fails.
+// each against its own devstack and from a directory outside the
+// repository, as a reader's own project would, and checks that a subscribed
+// browser gets the message: if an example or its setup rots, this fails.
 func TestReadmePublishExamples(t *testing.T) {
 	t.Parallel()
 	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
@@ -30,9 +35,13 @@ func TestReadmePublishExamples(t *testing.T) {
 	if err != nil {
 		t.Fatalf("README.md: %v", err)
 	}
+	root, err := filepath.Abs(repoRoot)
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name  string
-		run   func(t *testing.T, code string) string
+		run   func(t *testing.T, blocks map[string]string) string
 		data  string
 		attrs map[string]string
 	}{
@@ -42,22 +51,23 @@ func TestReadmePublishExamples(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			code, ok := blocks[tc.name]
-			if !ok {
-				t.Fatalf("README.md has no code block marked <!-- readme-test: %s -->", tc.name)
-			}
+			code := readmeBlock(t, blocks, tc.name)
 			e := start(t, map[string]string{"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0"})
 			browser := e.dial(t, "demo")
 
 			// The README shows the default addresses; this stack has its own.
-			local := strings.NewReplacer("127.0.0.1:9090", e.stack.GRPCAddr, "127.0.0.1:8081", e.stack.HTTPAddr).Replace(code)
-			if local == code {
+			subst := strings.NewReplacer("127.0.0.1:9090", e.stack.GRPCAddr, "127.0.0.1:8081", e.stack.HTTPAddr, clonePath, root)
+			local := make(map[string]string, len(blocks))
+			for name, b := range blocks {
+				local[name] = subst.Replace(b)
+			}
+			if local[tc.name] == code {
 				t.Fatalf("the %s example names neither 127.0.0.1:9090 nor 127.0.0.1:8081:\n%s", tc.name, code)
 			}
 			var out string
 			t.Cleanup(func() {
 				if t.Failed() {
-					t.Logf("the %s example as run:\n%s\nprinted:\n%s", tc.name, local, out)
+					t.Logf("the %s example as run:\n%s\nprinted:\n%s", tc.name, local[tc.name], out)
 				}
 			})
 			out = tc.run(t, local)
@@ -67,7 +77,7 @@ func TestReadmePublishExamples(t *testing.T) {
 }
 
 // readmeFence is a marker comment and the fenced code block right after it.
-var readmeFence = regexp.MustCompile("(?s)<!-- readme-test: ([a-z]+) -->\n```[a-z]*\n(.*?\n)```\n")
+var readmeFence = regexp.MustCompile("(?s)<!-- readme-test: ([a-z-]+) -->\n```[a-z]*\n(.*?\n)```\n")
 
 // readmeBlocks maps each marker's name to its code block.
 func readmeBlocks(readme []byte) (map[string]string, error) {
@@ -106,82 +116,130 @@ func printedID(t *testing.T, out string) string {
 	return f[0]
 }
 
-// goMain turns the README's Go block, the body of a function, into a
-// program. Its imports are the ones the block needs: an unused one fails
-// the build, so the README and this list cannot drift apart.
-const goMain = `package main
-
-import (
-	"context"
-	"fmt"
-	"log"
-
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/protobuf/types/known/structpb"
-
-	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
-)
-
-func main() {
-	ctx := context.Background()
-%s}
-`
-
-func runGo(t *testing.T, code string) string {
-	dir := t.TempDir()
-	main := filepath.Join(dir, "main.go")
-	if err := os.WriteFile(main, fmt.Appendf(nil, goMain, code), 0o644); err != nil {
-		t.Fatal(err)
+// readmeBlock is the README's code block marked name.
+func readmeBlock(t *testing.T, blocks map[string]string, name string) string {
+	t.Helper()
+	b, ok := blocks[name]
+	if !ok {
+		t.Fatalf("README.md has no code block marked <!-- readme-test: %s -->", name)
 	}
-	// Run from the repository so the program builds in this module, with
-	// its go.mod and the generated client.
-	return run(t, repoRoot, "go", "run", main)
+	return b
 }
 
-func runTypeScript(t *testing.T, code string) string {
-	modules, err := filepath.Abs(filepath.Join(repoRoot, "node_modules"))
+// projectDir is an empty directory outside the repository for a reader's
+// own project: nothing of the repository's go.mod or node_modules is in
+// reach there, only what the README's steps set up.
+func projectDir(t *testing.T) string {
+	dir := t.TempDir()
+	root, err := filepath.Abs(repoRoot)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := os.Stat(filepath.Join(modules, ".bin", "tsc")); err != nil {
-		t.Fatalf("the TypeScript example needs node_modules: run `make node_modules/.package-lock.json` (%v)", err)
+	if rel, err := filepath.Rel(root, dir); err == nil && !strings.HasPrefix(rel, "..") {
+		t.Fatalf("the temporary directory %s is inside the repository", dir)
 	}
-	// A scratch project laid out like the repository, so the example's
-	// "./gen/ts/…" import works as written. gen/ts is copied, not linked:
-	// tsc writes its .js next to each source.
-	dir := t.TempDir()
-	if err := os.Symlink(modules, filepath.Join(dir, "node_modules")); err != nil {
+	return dir
+}
+
+// runGo sets up a module as the README says (go.mod requiring and replacing
+// this one), writes main.go and runs it.
+func runGo(t *testing.T, b map[string]string) string {
+	dir := projectDir(t)
+	shell(t, dir, readmeBlock(t, b, "go-setup"))
+	gomod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.CopyFS(filepath.Join(dir, "gen", "ts"), os.DirFS(filepath.Join(repoRoot, "gen", "ts"))); err != nil {
+	for line := range strings.Lines(readmeBlock(t, b, "go-mod")) {
+		if line = strings.TrimSpace(line); line != "" && !strings.Contains(string(gomod), line+"\n") {
+			t.Errorf("the README says the setup adds %q to go.mod, but it reads:\n%s", line, gomod)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "main.go"), []byte(readmeBlock(t, b, "go")), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	for name, content := range map[string]string{
-		"package.json": `{"type": "module"}`,
-		"publish.ts":   code,
-	} {
-		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+	return shell(t, dir, readmeBlock(t, b, "go-run"))
+}
+
+// runTypeScript sets up an npm project as the README says (installing from
+// the registry, linking the clone's gen/ts), writes its tsconfig.json and
+// publish.ts, compiles and runs it, and checks that nothing was written into
+// gen/ts, which make generate would delete.
+func runTypeScript(t *testing.T, b map[string]string) string {
+	setup := readmeBlock(t, b, "typescript-setup")
+	checkNpmPins(t, setup)
+	dir := projectDir(t)
+	shell(t, dir, setup)
+	for name, block := range map[string]string{"tsconfig.json": "typescript-tsconfig", "publish.ts": "typescript"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(readmeBlock(t, b, block)), 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
-	run(t, dir, filepath.Join("node_modules", ".bin", "tsc"), "--strict", "--noEmitOnError", "--skipLibCheck",
-		"--module", "nodenext", "--target", "es2022", "--lib", "es2022,dom", "publish.ts")
-	return run(t, dir, "node", "publish.js")
+	out := shell(t, dir, readmeBlock(t, b, "typescript-run"))
+	err := filepath.WalkDir(filepath.Join(repoRoot, "gen", "ts"), func(path string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasSuffix(path, ".ts") {
+			t.Errorf("the TypeScript example wrote %s into the clone", path)
+		}
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
-func runCurl(t *testing.T, code string) string {
+// npmPin is a package@version argument of npm install.
+var npmPin = regexp.MustCompile(`(?:^|\s)(@?[a-z0-9][a-z0-9._/-]*)@([0-9][^\s]*)`)
+
+// checkNpmPins checks that the README installs the runtime gen/ts was
+// generated for: the versions package.json pins, not others.
+func checkNpmPins(t *testing.T, setup string) {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(repoRoot, "package.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pkg struct {
+		DevDependencies map[string]string `json:"devDependencies"`
+	}
+	if err := json.Unmarshal(raw, &pkg); err != nil {
+		t.Fatalf("package.json: %v", err)
+	}
+	shared := 0
+	for _, m := range npmPin.FindAllStringSubmatch(setup, -1) {
+		if pinned, ok := pkg.DevDependencies[m[1]]; ok {
+			shared++
+			if m[2] != pinned {
+				t.Errorf("the README installs %s@%s, package.json pins %s", m[1], m[2], pinned)
+			}
+		}
+	}
+	if shared == 0 {
+		t.Errorf("the README's TypeScript setup installs none of package.json's packages at a version:\n%s", setup)
+	}
+}
+
+func runCurl(t *testing.T, b map[string]string) string {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatalf("the REST example needs curl: %v", err)
 	}
-	return run(t, t.TempDir(), "bash", "-eu", "-o", "pipefail", "-c", code)
+	return shell(t, t.TempDir(), readmeBlock(t, b, "curl"))
+}
+
+// shell runs a README shell block in dir as bash would run a script of it,
+// stopping at the first failing command.
+func shell(t *testing.T, dir, code string) string {
+	t.Helper()
+	return run(t, dir, "bash", "-eu", "-o", "pipefail", "-c", code)
 }
 
 // run runs a command in dir and returns its standard output; any failure
 // fails the test with everything the command printed.
 func run(t *testing.T, dir, name string, args ...string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	// Generous: a setup step may download modules or npm packages and
+	// build gRPC on a busy machine; the bound only stops a hung command.
+	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
