@@ -11,9 +11,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/wsgateway/wsgateway/internal/apigw"
@@ -49,7 +51,7 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Stack, erro
 	if err != nil {
 		return nil, err
 	}
-	st, err := openStore(ctx, cfg, awsCfg)
+	st, ready, err := openStore(ctx, cfg, awsCfg, log)
 	if err != nil {
 		return nil, err
 	}
@@ -87,24 +89,99 @@ func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Stack, erro
 		GRPC:    s.grpc,
 		HTTP:    s.http,
 		Service: publisher.NewService(fan, st),
-		Ready:   st.Ping,
+		Ready:   ready,
 		Metrics: m,
 		APIKeys: cfg.APIKeys,
 		Pages:   web.Handler(web.Config{WebSocketURL: "ws://" + s.WSAddr + "/"}),
 		Log:     log,
+		// CallTimeout is validated by config.Load, never 0 here.
+		CallTimeout: cfg.CallTimeout,
 	}
 	return s, nil
 }
 
-func openStore(ctx context.Context, cfg config.Config, awsCfg aws.Config) (store.Store, error) {
+// StoreWait bounds how long New waits for DYNAMODB_ENDPOINT to answer:
+// `npx dynalite & make run` starts both at once, and node may be the slower.
+const StoreWait = 30 * time.Second
+
+// openStore returns the store and its readiness check. A DynamoDB store
+// gets its table created if missing, after waiting (logged, bounded by
+// StoreWait) for an endpoint that is not up yet; its readiness check
+// re-creates the table if it disappears, as it does when an in-memory
+// dynalite restarts. Only the devstack creates tables: on AWS they come
+// from deploy/.
+func openStore(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.Logger) (store.Store, func(context.Context) error, error) {
 	if cfg.DynamoDBEndpoint == "" {
-		return store.NewMemory(), nil
+		st := store.NewMemory()
+		return st, st.Ping, nil
 	}
 	client := store.NewDynamoDBClient(awsCfg, cfg.DynamoDBEndpoint)
-	if err := store.EnsureTable(ctx, client, cfg.TableName); err != nil {
-		return nil, fmt.Errorf("table %s at %s: %w", cfg.TableName, cfg.DynamoDBEndpoint, err)
+	if err := waitForTable(ctx, client, cfg, log); err != nil {
+		return nil, nil, err
 	}
-	return store.NewDynamoDB(client, cfg.TableName), nil
+	st := store.NewDynamoDB(client, cfg.TableName)
+	t := &localTable{client: client, cfg: cfg, log: log, ping: st.Ping}
+	return st, t.ready, nil
+}
+
+// waitForTable runs EnsureTable until it succeeds, retrying while the
+// endpoint is unreachable (ErrUnavailable) for up to StoreWait.
+func waitForTable(ctx context.Context, client *dynamodb.Client, cfg config.Config, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, StoreWait)
+	defer cancel()
+	delay := 250 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := store.EnsureTable(ctx, client, cfg.TableName)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("DynamoDB at DYNAMODB_ENDPOINT=%s did not answer in time (is it running?): %w", cfg.DynamoDBEndpoint, err)
+		}
+		if !errors.Is(err, store.ErrUnavailable) {
+			return fmt.Errorf("table %s at %s: %w", cfg.TableName, cfg.DynamoDBEndpoint, err)
+		}
+		log.Warn("waiting for DynamoDB at DYNAMODB_ENDPOINT", "endpoint", cfg.DynamoDBEndpoint, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("DynamoDB at DYNAMODB_ENDPOINT=%s did not answer in time (is it running?): %w", cfg.DynamoDBEndpoint, err)
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+// localTable is the devstack's own table, which it re-creates when it
+// disappears.
+type localTable struct {
+	client *dynamodb.Client
+	cfg    config.Config
+	log    *slog.Logger
+	ping   func(context.Context) error
+
+	creating atomic.Bool
+}
+
+// ready is /readyz's check: a missing table reports "table not found" and
+// starts re-creating the table in the background, so the stack recovers
+// by itself instead of staying unready; the probe's short deadline would
+// cut a creation short.
+func (t *localTable) ready(ctx context.Context) error {
+	err := t.ping(ctx)
+	if errors.Is(err, store.ErrTableNotFound) && t.creating.CompareAndSwap(false, true) {
+		t.log.Warn("the table has gone (DynamoDB restarted?): creating it again", "table", t.cfg.TableName)
+		go func() {
+			defer t.creating.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), StoreWait)
+			defer cancel()
+			if err := store.EnsureTable(ctx, t.client, t.cfg.TableName); err != nil {
+				t.log.Error("could not create the table again", "table", t.cfg.TableName, "err", err)
+				return
+			}
+			t.log.Info("table created again", "table", t.cfg.TableName)
+		}()
+	}
+	return err
 }
 
 func (s *Stack) listen(cfg config.Config) error {

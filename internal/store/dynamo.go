@@ -43,10 +43,12 @@ const (
 	// route, a hung local DynamoDB) must fail calls within seconds rather
 	// than pin them until the caller's deadline. DynamoDB answers in
 	// milliseconds; these bound each attempt, and retry.go bounds how many
-	// attempts may time out (maxTimeoutAttempts).
+	// attempts may time out (maxTimeoutAttempts): two of 4 s end within
+	// CALL_TIMEOUT's default 10 s. A busy single-threaded dynalite on a
+	// loaded machine can take over 2 s to answer, hence no tighter.
 	dialTimeout           = 2 * time.Second
 	tlsHandshakeTimeout   = 3 * time.Second
-	responseHeaderTimeout = 2 * time.Second
+	responseHeaderTimeout = 4 * time.Second
 )
 
 // dynamoAPI is the part of *dynamodb.Client the store uses; a test stands in
