@@ -40,12 +40,11 @@ func runAWS(ctx context.Context, cfg options) ([]row, error) {
 		return nil, err
 	}
 	defer subs.close()
-	progress("aws: %d subscribers connected", sizes[0])
+	progress("aws: %d subscribers connected; the stack's pprof: http://%s/debug/pprof/", sizes[0], addrs.Control)
 
 	// The bucket refills in burst / rate: each publish starts on a full
 	// one, as after a quiet spell.
 	refill := time.Duration(float64(cfg.quotaBurst)/cfg.quotaRate*float64(time.Second)) + 100*time.Millisecond
-	prof := profiler{addrs.Control, cfg.profiles}
 	var rows []row
 	for _, size := range sizes {
 		floor := time.Duration(float64(size) / cfg.quotaRate * float64(time.Second))
@@ -59,15 +58,12 @@ func runAWS(ctx context.Context, cfg options) ([]row, error) {
 		}
 		var runs []run
 		lost := 0
-		for i := range awsRuns {
+		for range awsRuns {
 			if err := sleep(ctx, refill); err != nil {
 				return rows, err
 			}
 			want := subs.received.Load()
 			cpu0, err := readCPU(stack.pid())
-			if err == nil {
-				err = prof.start()
-			}
 			if err != nil {
 				return rows, err
 			}
@@ -79,9 +75,6 @@ func runAWS(ctx context.Context, cfg options) ([]row, error) {
 			if err := subs.waitReceived(ctx, want+int64(res.delivered)); err != nil { // the lost never arrive
 				return rows, fmt.Errorf("S=%d: %w", size, err)
 			}
-			if err := prof.stop(fmt.Sprintf("stack-aws-%d-run%d", size, i+1)); err != nil {
-				return rows, err
-			}
 			cpu1, err := readCPU(stack.pid())
 			if err != nil {
 				return rows, err
@@ -89,7 +82,7 @@ func runAWS(ctx context.Context, cfg options) ([]row, error) {
 			last := slices.Max(subs.takeLatencies(size))
 			used := cpu1.since(cpu0)
 			runs = append(runs, run{last, (used.stack + used.self).Seconds() / last.Seconds()})
-			progress("aws S=%-5d %v until the last subscriber (floor %v); %d of %d delivered", size, round(last), floor, res.delivered, size)
+			progress("aws S=%-5d %v until the last subscriber (floor %v); %d of %d delivered", size, last.Round(10*time.Microsecond), floor, res.delivered, size)
 		}
 		after, err := pc.managementCalls(ctx)
 		if err != nil {
@@ -102,7 +95,7 @@ func runAWS(ctx context.Context, cfg options) ([]row, error) {
 		slices.SortFunc(runs, func(a, b run) int { return int(a.last - b.last) })
 		mid := runs[(len(runs)-1)/2]
 		rows = append(rows, row{"aws", fmt.Sprintf("S=%d, %v a call", size, cfg.latency),
-			fmt.Sprintf("%v to the last subscriber", round(mid.last)),
+			fmt.Sprintf("%v to the last subscriber", mid.last.Round(10*time.Microsecond)),
 			fmt.Sprintf("floor %v: %.2f×; %d lost; %.1f%% of calls 429; %.1f cores busy", floor, float64(mid.last)/float64(floor), lost, 100*throttled/max(1, calls), mid.cores),
 			"≤ 1.15× floor, 0 lost"})
 	}

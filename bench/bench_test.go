@@ -1,13 +1,9 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"os"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -67,81 +63,20 @@ func TestScenarios(t *testing.T) {
 	}
 }
 
-// TestStack serves the bench's stack in this process (no binary is built)
-// and publishes through the product's publisher and both references: it
-// checks that the harness measures what it claims, every delivery timed
-// from its payload and every management call counted, not how fast
-// anything is (that is `make bench`'s job).
-func TestStack(t *testing.T) {
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
-	defer cancel()
-	r, w := io.Pipe()
-	served := make(chan error, 1)
-	go func() { served <- serveStack(ctx, stackConfig{Publisher: true, References: true}, w) }()
-	// The stack stops last, once its clients are gone, as in the bench.
-	defer func() {
-		cancel()
-		if err := <-served; err != nil {
-			t.Errorf("serveStack: %v", err)
-		}
-	}()
-	line, err := bufio.NewReader(r).ReadBytes('\n')
-	if err != nil {
-		t.Fatal(err)
-	}
-	var addrs stackAddrs
-	if err := json.Unmarshal(line, &addrs); err != nil {
-		t.Fatal(err)
-	}
-
-	sizes := []int{5, 20}
-	subs, err := connect(ctx, "ws://"+addrs.WS+"/", 20, nestedTopics(sizes, cpuTopic))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer subs.close()
-	ours, err := newPublisherClient(addrs.GRPC, addrs.HTTP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ours.close()
-	for _, a := range []string{addrs.GRPC, addrs.PlainGRPC, addrs.NaiveGRPC} {
-		pc, err := newPublisherClient(a, "")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer pc.close()
-		for _, size := range sizes {
-			s, err := measureCPU(ctx, subs, os.Getpid(), publisherSeries{a, size, pc}, 2)
-			if err != nil {
-				t.Fatalf("publisher at %s, S=%d: %v", a, size, err)
-			}
-			if s.deliveries != 2*size || s.lost != 0 || len(s.latencies) != 2*size || len(s.rpcs) != 2 || slices.Min(s.latencies) <= 0 {
-				t.Errorf("publisher at %s, S=%d: %d deliveries, %d lost, %d latencies (min %v), %d calls; want %d, 0, %d (> 0), 2",
-					a, size, s.deliveries, s.lost, len(s.latencies), slices.Min(s.latencies), len(s.rpcs), 2*size, 2*size)
-			}
-		}
-	}
-	calls, err := ours.managementCalls(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Warm-up and measured messages, to both topics.
-	if want := float64(3 * (5 + 20)); calls["ok"] != want {
-		t.Errorf("/metrics counts %v management calls by outcome, want %v ok", calls, want)
-	}
-}
-
-func TestPercentiles(t *testing.T) {
+func TestQuantile(t *testing.T) {
 	var d []time.Duration
 	for i := 100; i >= 1; i-- {
 		d = append(d, time.Duration(i)*time.Millisecond)
 	}
-	want := percentiles{50 * time.Millisecond, 99 * time.Millisecond, 100 * time.Millisecond}
-	if got := percentilesOf(d); got != want {
-		t.Errorf("percentilesOf(1…100 ms) = %v, want %v", got, want)
+	for _, tt := range []struct {
+		q    float64
+		want time.Duration
+	}{{.5, 50 * time.Millisecond}, {.99, 99 * time.Millisecond}, {1, 100 * time.Millisecond}, {.001, time.Millisecond}} {
+		if got := quantile(d, tt.q); got != tt.want {
+			t.Errorf("quantile(1…100 ms, %v) = %v, want %v", tt.q, got, tt.want)
+		}
 	}
-	if got := percentilesOf(nil); got != (percentiles{}) {
-		t.Errorf("percentilesOf(nil) = %v, want zeros", got)
+	if got := quantile(nil, .5); got != 0 {
+		t.Errorf("quantile(nil) = %v, want 0", got)
 	}
 }

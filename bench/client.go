@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
@@ -88,23 +87,16 @@ func (p *publisherClient) managementCalls(ctx context.Context) (map[string]float
 // the subscribers', have used so far.
 type cpuUse struct{ stack, self time.Duration }
 
-func readCPU(stackPID int) (cpuUse, error) {
-	var u cpuUse
-	for _, t := range []struct {
-		pid int
-		to  *time.Duration
-	}{{stackPID, &u.stack}, {os.Getpid(), &u.self}} {
-		p, err := procfs.NewProc(t.pid)
-		if err != nil {
-			return u, fmt.Errorf("CPU time needs Linux's /proc: %w", err)
+func readCPU(stackPID int) (u cpuUse, err error) {
+	for pid, to := range map[int]*time.Duration{stackPID: &u.stack, os.Getpid(): &u.self} {
+		var st procfs.ProcStat
+		p, perr := procfs.NewProc(pid)
+		if perr == nil {
+			st, perr = p.Stat()
 		}
-		st, err := p.Stat()
-		if err != nil {
-			return u, err
-		}
-		*t.to = time.Duration(st.CPUTime() * float64(time.Second))
+		*to, err = time.Duration(st.CPUTime()*float64(time.Second)), errors.Join(err, perr)
 	}
-	return u, nil
+	return u, err
 }
 
 func (u cpuUse) since(start cpuUse) cpuUse { return cpuUse{u.stack - start.stack, u.self - start.self} }
@@ -119,46 +111,18 @@ func rss(pid int) (int64, error) {
 	return int64(st.VmRSS), err
 }
 
-// control asks a stack's control endpoint (see controlMux) to act, and
-// returns its answer.
-func control(addr, action string) ([]byte, error) {
-	resp, err := http.Post("http://"+addr+action, "", nil)
+// collectGarbage asks a stack (see controlMux) to collect its garbage and
+// return what it freed to the OS.
+func collectGarbage(controlAddr string) error {
+	resp, err := http.Post("http://"+controlAddr+"/gc", "", nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err == nil && resp.StatusCode != http.StatusOK {
-		err = fmt.Errorf("%s: %s: %s", action, resp.Status, b)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/gc: %s", resp.Status)
 	}
-	return b, err
-}
-
-// profiler brackets CPU profiles of a stack and saves them in dir; with no
-// dir it does nothing.
-type profiler struct{ addr, dir string }
-
-func (pr profiler) start() error {
-	if pr.dir == "" {
-		return nil
-	}
-	_, err := control(pr.addr, "/profile/start")
-	return err
-}
-
-// stop saves the profile as dir/name.pprof.
-func (pr profiler) stop(name string) error {
-	if pr.dir == "" {
-		return nil
-	}
-	b, err := control(pr.addr, "/profile/stop")
-	if err == nil {
-		err = os.MkdirAll(pr.dir, 0o755)
-	}
-	if err == nil {
-		err = os.WriteFile(filepath.Join(pr.dir, name+".pprof"), b, 0o644)
-	}
-	return err
+	return nil
 }
 
 // sleep waits for d or ctx.

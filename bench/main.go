@@ -43,10 +43,7 @@ type options struct {
 	lookupConns, lookupTopics int
 	// memory: idle connections to measure.
 	idleConns int
-	// profiles, when set, is a directory for CPU profiles of the stack,
-	// each covering exactly what a row measures.
-	profiles string
-	only     []string
+	only      []string
 }
 
 func defaultOptions() options {
@@ -82,7 +79,6 @@ func main() {
 	flag.Float64Var(&cfg.quotaRate, "quota", cfg.quotaRate, "aws: the account's quota, management calls per second")
 	flag.IntVar(&cfg.quotaBurst, "burst", cfg.quotaBurst, "aws: the quota's bucket size")
 	flag.IntVar(&cfg.deliveries, "deliveries", cfg.deliveries, "cpu: deliveries per row")
-	flag.StringVar(&cfg.profiles, "profiles", "", "save CPU profiles of the stack, bracketing what each row measures, in this `dir`")
 	only := flag.String("only", "", "comma-separated scenarios to run, of "+strings.Join(scenarios, ", ")+"; all when empty")
 	out := flag.String("out", "bench-results", "`dir` for results.txt, the table")
 	flag.Usage = usage
@@ -121,20 +117,15 @@ Flags:
 // run runs the scenarios and writes the table to stdout and out/results.txt.
 func run(ctx context.Context, cfg options, out string) error {
 	var err error
-	// Paths from the command line are the caller's, before the move to the
-	// repository's root, where dynalite's launcher finds node_modules.
+	// -out is the caller's path, from before the move to the repository's
+	// root, where dynalite's launcher finds node_modules.
 	if out, err = filepath.Abs(out); err != nil {
 		return err
-	}
-	if cfg.profiles != "" {
-		if cfg.profiles, err = filepath.Abs(cfg.profiles); err != nil {
-			return err
-		}
 	}
 	if err := chdirRoot(); err != nil {
 		return err
 	}
-	r := report{machine: thisMachine()}
+	r := newReport()
 	scenarioFuncs := map[string]func(context.Context, options) ([]row, error){
 		"aws": runAWS, "cpu": runCPU, "lookup": runLookup, "memory": runMemory,
 	}

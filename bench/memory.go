@@ -25,7 +25,7 @@ func runMemory(ctx context.Context, cfg options) ([]row, error) {
 	// measure reads the stack's RSS, after collecting its garbage if gc.
 	measure := func(gc bool) (int64, error) {
 		if gc {
-			if _, err := control(addrs.Control, "/gc"); err != nil {
+			if err := collectGarbage(addrs.Control); err != nil {
 				return 0, err
 			}
 		}

@@ -11,10 +11,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/exec"
 	"runtime/debug"
-	"runtime/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -177,24 +177,16 @@ func serveStack(ctx context.Context, cfg stackConfig, ready io.Writer) error {
 	return g.Wait()
 }
 
-// controlMux lets the bench bracket a CPU profile of the stack around
-// exactly what it measures, and collect the stack's garbage.
+// controlMux serves net/http/pprof, to profile the stack while the bench
+// runs (the scenarios print its address), and /gc: what a connection costs
+// at rest is measured once garbage is collected and freed memory returned
+// to the OS.
 func controlMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	var profile bytes.Buffer
-	mux.HandleFunc("POST /profile/start", func(w http.ResponseWriter, r *http.Request) {
-		profile.Reset()
-		if err := pprof.StartCPUProfile(&profile); err != nil {
-			http.Error(w, err.Error(), http.StatusConflict)
-		}
-	})
-	mux.HandleFunc("POST /profile/stop", func(w http.ResponseWriter, r *http.Request) {
-		pprof.StopCPUProfile()
-		w.Write(profile.Bytes())
-	})
-	// What a connection costs at rest: garbage collected, freed memory
-	// returned to the OS.
 	mux.HandleFunc("POST /gc", func(w http.ResponseWriter, r *http.Request) { debug.FreeOSMemory() })
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 	return mux
 }
 

@@ -4,9 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -26,7 +24,6 @@ type subscribers struct {
 
 type subscriber struct {
 	ws  *websocket.Conn
-	buf []byte
 	mu  sync.Mutex
 	lat []time.Duration // publish→receive of each message since the last take
 }
@@ -66,7 +63,7 @@ func dial(ctx context.Context, url string, topics []string) (*subscriber, error)
 	if err != nil {
 		return nil, err
 	}
-	c := &subscriber{ws: ws, buf: make([]byte, 0, 512)}
+	c := &subscriber{ws: ws}
 	frame, _ := json.Marshal(map[string]any{"action": "subscribe", "topics": topics})
 	if err := ws.Write(ctx, websocket.MessageText, frame); err != nil {
 		ws.CloseNow()
@@ -88,27 +85,18 @@ func dial(ctx context.Context, url string, topics []string) (*subscriber, error)
 // nothing per message. A context without Done keeps coder/websocket from
 // arming a timer per read.
 func (c *subscriber) readLoop(received *atomic.Int64) {
+	var buf bytes.Buffer
 	for {
 		_, r, err := c.ws.Reader(context.Background())
 		if err != nil {
 			return
 		}
-		c.buf = c.buf[:0]
-		for {
-			if len(c.buf) == cap(c.buf) {
-				c.buf = append(c.buf, 0)[:len(c.buf)]
-			}
-			n, err := r.Read(c.buf[len(c.buf):cap(c.buf)])
-			c.buf = c.buf[:len(c.buf)+n]
-			if errors.Is(err, io.EOF) {
-				break
-			}
-			if err != nil {
-				return
-			}
+		buf.Reset()
+		if _, err := buf.ReadFrom(r); err != nil {
+			return
 		}
 		now := time.Now()
-		if sent, ok := sentAt(c.buf); ok {
+		if sent, ok := sentAt(buf.Bytes()); ok {
 			c.mu.Lock()
 			c.lat = append(c.lat, now.Sub(sent))
 			c.mu.Unlock()
