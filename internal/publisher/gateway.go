@@ -11,7 +11,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/wsgateway/wsgateway/gen"
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
+	"github.com/wsgateway/wsgateway/internal/auth"
 )
 
 // requestIDHeader is RequestIDKey's HTTP header.
@@ -29,13 +31,23 @@ func DialGRPC(addr string) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
-// NewGateway returns the REST facade (/v1/...) forwarding to conn.
-func NewGateway(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error) {
+// grpc-gateway's query parameter parser is one per process, whatever mux
+// the option is given to: set it once, before any gateway serves, rather
+// than in NewGateway, where two gateways built at once would race on it.
+func init() {
+	runtime.NewServeMux(runtime.SetQueryParameterParser(&queryParser{}))
+}
+
+// NewGateway returns the REST facade (/v1/...) forwarding to conn. With
+// apiKeys, a caller without one of them is refused before its body is
+// read; the gRPC server checks the key again, as for any call.
+func NewGateway(ctx context.Context, conn *grpc.ClientConn, apiKeys []string) (http.Handler, error) {
 	mux := runtime.NewServeMux(
 		// The contract: lowerCamelCase JSON with zero counts emitted.
-		runtime.WithMarshalerOption(runtime.MIMEWildcard, &runtime.JSONPb{
+		runtime.WithMarshalerOption(runtime.MIMEWildcard, restJSON{&runtime.JSONPb{
 			MarshalOptions: protojson.MarshalOptions{EmitUnpopulated: true},
-		}),
+		}}),
+		runtime.WithErrorHandler(handleRESTError),
 		// The request id travels as X-Request-Id over HTTP and as
 		// x-request-id metadata over gRPC, both ways.
 		runtime.WithIncomingHeaderMatcher(func(key string) (string, bool) {
@@ -54,5 +66,12 @@ func NewGateway(ctx context.Context, conn *grpc.ClientConn) (http.Handler, error
 	if err := wsgatewayv1.RegisterPublisherServiceHandler(ctx, mux, conn); err != nil {
 		return nil, fmt.Errorf("register REST facade: %w", err)
 	}
-	return mux, nil
+	if err := allowedMethods(mux, gen.OpenAPI); err != nil {
+		return nil, err
+	}
+	var keys *auth.APIKeys
+	if len(apiKeys) > 0 {
+		keys = auth.NewAPIKeys(apiKeys)
+	}
+	return guardREST(mux, keys), nil
 }

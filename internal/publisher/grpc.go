@@ -2,6 +2,8 @@ package publisher
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
 	"runtime/debug"
 	"time"
@@ -12,6 +14,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
 	"github.com/wsgateway/wsgateway/internal/auth"
@@ -37,10 +40,19 @@ func NewGRPCServer(cfg Config, hs *health.Server) *grpc.Server {
 		unary = append(unary, requireAPIKey(keys))
 		stream = append(stream, requireAPIKeyStream(keys))
 	}
+	callTimeout := cfg.CallTimeout
+	if callTimeout <= 0 {
+		callTimeout = DefaultCallTimeout
+	}
+	unary = append(unary, limitRequestSize(), limitCallTime(callTimeout))
 	// Innermost, so that a panic is measured and logged as the Internal
 	// error it turns into.
 	unary = append(unary, recoverPanics(log))
-	s := grpc.NewServer(grpc.ChainUnaryInterceptor(unary...), grpc.ChainStreamInterceptor(stream...))
+	s := grpc.NewServer(
+		grpc.ChainUnaryInterceptor(unary...),
+		grpc.ChainStreamInterceptor(stream...),
+		grpc.MaxRecvMsgSize(maxGRPCReceiveBytes),
+	)
 	wsgatewayv1.RegisterPublisherServiceServer(s, cfg.Service)
 	healthpb.RegisterHealthServer(s, hs)
 	reflection.Register(s)
@@ -95,5 +107,38 @@ func recoverPanics(log *slog.Logger) grpc.UnaryServerInterceptor {
 			}
 		}()
 		return handler(ctx, req)
+	}
+}
+
+// limitRequestSize refuses a request over MaxGRPCRequestBytes with
+// InvalidArgument. grpc-go's own receive limit cannot do it: it answers
+// ResourceExhausted (429 on REST: "retry later"), and it writes that status
+// while reading the message, before any interceptor or handler runs, so no
+// code of ours can change it. Its limit is therefore set higher
+// (maxGRPCReceiveBytes) and this one is the limit callers meet.
+func limitRequestSize() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if m, ok := req.(proto.Message); ok && proto.Size(m) > MaxGRPCRequestBytes {
+			return nil, toStatus(fmt.Errorf("%w: the request is larger than the limit of %d bytes", errRequestTooLarge, MaxGRPCRequestBytes))
+		}
+		return handler(ctx, req)
+	}
+}
+
+// limitCallTime makes d the deadline of every call whose caller set none
+// or a later one, so that a stalled store cannot pin a call (and what it
+// holds) for as long as it stalls. A caller's shorter deadline stands:
+// WithTimeout never extends its parent's.
+func limitCallTime(d time.Duration) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		ctx, cancel := context.WithTimeoutCause(ctx, d, errCallTimeout)
+		defer cancel()
+		resp, err := handler(ctx, req)
+		// The cause tells our deadline from the caller's, whose expiry
+		// the caller already sees as its own DeadlineExceeded.
+		if err != nil && errors.Is(context.Cause(ctx), errCallTimeout) {
+			return nil, toStatus(fmt.Errorf("%w (%s)", errCallTimeout, d))
+		}
+		return resp, err
 	}
 }

@@ -64,7 +64,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer conn.Close()
-	gw, err := NewGateway(ctx, conn)
+	gw, err := NewGateway(ctx, conn, cfg.APIKeys)
 	if err != nil {
 		return err
 	}

@@ -51,6 +51,10 @@ func NewService(exec Executor, subs SubscriberLister) *Service {
 func (s *Service) Publish(ctx context.Context, req *wsgatewayv1.PublishRequest) (*wsgatewayv1.PublishResponse, error) {
 	m := fanout.Message{Topic: req.GetTopic(), Attributes: req.GetAttributes()}
 	if req.GetData() != nil {
+		// Before AsInterface, which would turn NaN into the string "NaN".
+		if err := checkValueNumbers("data", req.GetData()); err != nil {
+			return nil, toStatus(fmt.Errorf("%w: %w", errInvalidRequest, err))
+		}
 		// encoding/json, not protojson: protojson's output varies its
 		// whitespace on purpose, and this is what every browser receives.
 		data, err := json.Marshal(req.GetData().AsInterface())

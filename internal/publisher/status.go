@@ -11,8 +11,19 @@ import (
 	"github.com/wsgateway/wsgateway/internal/store"
 )
 
-// errInvalidRequest marks request fields the edge itself rejects.
-var errInvalidRequest = errors.New("invalid request")
+// Errors of the edge itself.
+var (
+	// errInvalidRequest marks request fields the edge itself rejects.
+	errInvalidRequest = errors.New("invalid request")
+	// errRequestTooLarge: over MaxRESTBodyBytes (REST, 413) or
+	// MaxGRPCRequestBytes (gRPC). The caller's mistake, not a quota:
+	// retrying the same request cannot succeed, so it must not be
+	// ResourceExhausted (429, "retry later"), grpc-go's code for it.
+	errRequestTooLarge = errors.New("request too large")
+	// errCallTimeout: the call ran out of Config.CallTimeout, the deadline
+	// the server sets when the caller set none (or a later one).
+	errCallTimeout = errors.New("the call did not finish within the server's call timeout")
+)
 
 // statusTable is the one translation from domain errors to gRPC codes;
 // grpc-gateway maps those codes to HTTP statuses (400, 503, 504, …).
@@ -25,6 +36,10 @@ var statusTable = []struct {
 	message string
 }{
 	{errInvalidRequest, codes.InvalidArgument, ""},
+	{errRequestTooLarge, codes.InvalidArgument, ""},
+	// Not Unavailable: a publish cut short may have reached some
+	// subscribers, and clients retry Unavailable on their own.
+	{errCallTimeout, codes.DeadlineExceeded, ""},
 	{fanout.ErrInvalid, codes.InvalidArgument, ""},
 	{store.ErrInvalidArgument, codes.InvalidArgument, ""},
 	{store.ErrInvalidPageToken, codes.InvalidArgument, "invalid page_token: pass next_page_token from the previous page unchanged"},

@@ -25,6 +25,9 @@ func TestToStatus(t *testing.T) {
 	}{
 		{fmt.Errorf("%w: topic is empty", fanout.ErrInvalid), codes.InvalidArgument, "topic is empty", ""},
 		{fmt.Errorf("%w: page_size", errInvalidRequest), codes.InvalidArgument, "page_size", ""},
+		// Too large is the caller's mistake, not a quota to retry.
+		{fmt.Errorf("%w: over 786432 bytes", errRequestTooLarge), codes.InvalidArgument, "786432", ""},
+		{fmt.Errorf("%w (10s)", errCallTimeout), codes.DeadlineExceeded, "10s", ""},
 		{fmt.Errorf("list: %w", store.ErrInvalidPageToken), codes.InvalidArgument, "page_token", ""},
 		{fmt.Errorf("query: %w: %w", store.ErrUnavailable, backend), codes.Unavailable, "retry", "10.0.0.7"},
 		{fmt.Errorf("publish: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "deadline", ""},
