@@ -44,6 +44,7 @@ func newEmulated(t *testing.T, cfg emulator.Config, n int, topic string) *emulat
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { c.CloseNow() })
+		c.SetReadLimit(-1) // like a browser's: up to API Gateway's 128 KB
 		e.readers.Go(func() {
 			for {
 				if _, _, err := c.Read(context.Background()); err != nil {

@@ -370,7 +370,7 @@ func (p *publish) deliver(ctx context.Context, connID string) outcome {
 			return failed
 		}
 		err := p.post(ctx, connID)
-		if forgiven := p.flow.release(t, flowAnswer(ctx, err)); !forgiven {
+		if forgiven := p.flow.release(t, flowAnswer(ctx, err), connID); !forgiven {
 			charged++
 		}
 		switch {

@@ -2,6 +2,7 @@ package fanout
 
 import (
 	"context"
+	"maps"
 	"math"
 	"sync"
 	"time"
@@ -41,6 +42,9 @@ const (
 	// clients whose buffers are full). Noise fades by noiseFade a round.
 	maxCuts   = 3
 	noiseFade = 0.99
+	// maxFull bounds the connections remembered as throttled (see
+	// flow.full): a few clients with full buffers, not an account's worth.
+	maxFull = 4096
 )
 
 // flow decides how many posts a publish keeps in flight and how fast posts
@@ -60,6 +64,14 @@ const (
 //     account accepted (see cutShare). The quota is AWS's token bucket,
 //     10 000 calls/s by default, shared by every caller in the account and
 //     Region: no constant could know what is left of it.
+//   - A 429 also means a client's buffer is full: the client has stopped
+//     reading. That one connection is refused, again and again, while the
+//     rest pass; slowing down would slow every other connection and cure
+//     nothing. The answer carries nothing to tell the two apart, so the
+//     flow tells them by connection: the account's bucket refuses whichever
+//     calls come while it is empty, so a connection refused again, while no
+//     other connection was newly refused since its last 429, is taken for
+//     a full buffer, and its 429 is not a sample of the pace (see classify).
 //
 // Posts waiting for the pace hold no connection: the calls in flight are
 // the pace times the call time, whatever the window.
@@ -91,6 +103,17 @@ type flow struct {
 	before float64
 	cuts   int
 	noise  float64
+	// full holds the connections whose last post was throttled; fresh
+	// counts the 429s of connections not in it.
+	full  map[string]lastThrottle
+	fresh uint64
+}
+
+// lastThrottle is when a connection's last post was throttled, and the
+// count of fresh 429s then.
+type lastThrottle struct {
+	at    time.Time
+	fresh uint64
 }
 
 // round is what came back since the round started. A round does not span
@@ -107,7 +130,7 @@ type round struct {
 }
 
 func newFlow(maxWindow int) *flow {
-	f := &flow{maxWindow: maxWindow, now: time.Now, sleep: sleep}
+	f := &flow{maxWindow: maxWindow, now: time.Now, sleep: sleep, full: make(map[string]lastThrottle)}
 	f.window = min(minWindow, maxWindow)
 	f.round.start = f.now()
 	return f
@@ -164,16 +187,17 @@ func (f *flow) acquire(ctx context.Context) (ticket, bool) {
 type answer int
 
 const (
-	answered  answer = iota // any answer but a 429
-	throttled               // 429
-	abandoned               // the publish's context ended it: no measure
+	answered   answer = iota // any answer but a 429
+	throttled                // 429
+	abandoned                // the publish's context ended it: no measure
+	clientFull               // 429 again on one connection: its client's buffer, not the pace
 )
 
-// release accounts for a post that ended. For a 429, it reports whether
-// the pace was cut since the post started (this very answer may be what
-// cut it): the post was throttled for a pace that is gone, and retrying it
-// should not count against its attempts.
-func (f *flow) release(t ticket, a answer) (forgiven bool) {
+// release accounts for a post to connID that ended. For a 429, it reports
+// whether the pace was cut since the post started (this very answer may be
+// what cut it): the post was throttled for a pace that is gone, and
+// retrying it should not count against its attempts.
+func (f *flow) release(t ticket, a answer, connID string) (forgiven bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.inflight--
@@ -184,6 +208,11 @@ func (f *flow) release(t ticket, a answer) (forgiven bool) {
 		return false
 	}
 	now := f.now()
+	a = f.classify(a, connID, now)
+	if a == clientFull {
+		// Not delivered, and not the account's answer to the pace.
+		return false
+	}
 	rtt := now.Sub(t.start)
 	if f.minRTT == 0 || rtt < f.minRTT || now.Sub(f.minRTTAt) > rttWindow {
 		f.minRTT, f.minRTTAt = rtt, now
@@ -206,6 +235,36 @@ func (f *flow) release(t ticket, a answer) (forgiven bool) {
 		f.endRound(now)
 	}
 	return a == throttled && t.epoch < f.cutEpoch
+}
+
+// classify tells a 429 that a connection's full buffer explains from one
+// that may be the account's, and keeps f.full up to date.
+//
+// A connection's first 429 may be either. Its next one, with no other
+// connection newly refused in between, is its own: the account's bucket,
+// when empty, refuses whoever comes, and here everyone else got through.
+// With other connections newly refused meanwhile, it may be the account's
+// still, and counts as such.
+func (f *flow) classify(a answer, connID string, now time.Time) answer {
+	if a != throttled {
+		delete(f.full, connID)
+		return a
+	}
+	if last, ok := f.full[connID]; ok && now.Sub(last.at) <= rttWindow {
+		f.full[connID] = lastThrottle{now, f.fresh}
+		if last.fresh == f.fresh {
+			return clientFull
+		}
+		return throttled
+	}
+	f.fresh++
+	if len(f.full) >= maxFull {
+		maps.DeleteFunc(f.full, func(_ string, last lastThrottle) bool { return now.Sub(last.at) > rttWindow })
+	}
+	if len(f.full) < maxFull {
+		f.full[connID] = lastThrottle{now, f.fresh}
+	}
+	return throttled
 }
 
 // endRound updates the window and the pace from the round that ended.

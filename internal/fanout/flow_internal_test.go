@@ -3,6 +3,7 @@ package fanout
 import (
 	"context"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 )
@@ -22,6 +23,9 @@ type sim struct {
 	rate, burst, tokens float64
 	last                time.Time
 	nth                 int
+	// stuck are the posts (connections) whose clients stopped reading:
+	// every call to them is throttled, whatever the account's bucket.
+	stuck map[int]bool
 
 	calls, throttled int
 	inflight         []call
@@ -82,7 +86,7 @@ func (s *sim) start(tk ticket, post int) {
 			s.tokens--
 		}
 	}
-	if s.nth > 0 && s.calls%s.nth == 0 {
+	if s.nth > 0 && s.calls%s.nth == 0 || s.stuck[post] {
 		a = throttled
 	}
 	c := call{end: s.now.Add(s.rtt), ticket: tk, answer: a, post: post}
@@ -96,7 +100,7 @@ func (s *sim) advance(to time.Time) {
 		c := s.inflight[0]
 		s.inflight = s.inflight[1:]
 		s.now = c.end
-		forgiven := s.f.release(c.ticket, c.answer)
+		forgiven := s.f.release(c.ticket, c.answer, strconv.Itoa(c.post))
 		if c.answer != throttled {
 			continue
 		}
@@ -204,5 +208,33 @@ func TestFlowIgnoresThrottlingTheRateDoesNotCause(t *testing.T) {
 	}
 	if noisy.f.noise < 0.1 {
 		t.Errorf("noise = %.2f, want the share of 429s the pace does not cause (0.2) recognized", noisy.f.noise)
+	}
+}
+
+// One client that has stopped reading gets 429 on every post while all
+// the others pass: that is its buffer, not the account's quota, and the
+// flow must not slow every other connection down for it.
+func TestFlowIgnoresOneConnectionsFullBuffer(t *testing.T) {
+	t.Parallel()
+	s := newSim(t, 5*time.Millisecond, 0, 0, 0)
+	s.stuck = map[int]bool{7: true}
+	for run := range 5 {
+		s.failed = 0
+		s.publish(200)
+		if s.f.rate != 0 {
+			t.Fatalf("run %d: pace = %.0f posts/s, want none: one connection's 429s are not the account's", run, s.f.rate)
+		}
+		if s.failed != 1 {
+			t.Errorf("run %d: %d posts failed, want only the stuck connection's", run, s.failed)
+		}
+	}
+
+	// Two such clients are still not a quota.
+	s.stuck[42] = true
+	for run := range 5 {
+		s.publish(200)
+		if s.f.rate != 0 {
+			t.Fatalf("two stuck clients, run %d: pace = %.0f posts/s, want none", run, s.f.rate)
+		}
 	}
 }

@@ -1,0 +1,108 @@
+package fanout_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/wsgateway/wsgateway/internal/emulator"
+	"github.com/wsgateway/wsgateway/internal/fanout"
+	"github.com/wsgateway/wsgateway/internal/store"
+)
+
+// TestSlowSubscriberStallsNoOne subscribes one client that never reads
+// beside clients that do, and publishes large messages, several at once,
+// through the emulated API Gateway at its default write timeout. The
+// stalled client's buffer fills and its posts get 429 at once, so every
+// publish stays fast, every reading subscriber gets every message, and
+// the stalled client is cut.
+func TestSlowSubscriberStallsNoOne(t *testing.T) {
+	t.Parallel()
+	const (
+		readers    = 4
+		publishers = 8
+		perWorker  = 6
+		topic      = "big"
+	)
+	e := newEmulated(t, emulator.Config{}, readers, topic)
+
+	// The stalled client: connected and subscribed, never read from.
+	before := e.emu.ConnectionIDs()
+	stalled, _, err := websocket.Dial(context.Background(), "ws"+strings.TrimPrefix(e.url, "http")+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { stalled.CloseNow() })
+	var stalledID string
+	for _, id := range e.emu.ConnectionIDs() {
+		if !slices.Contains(before, id) {
+			stalledID = id
+		}
+	}
+	if err := e.store.PutConnection(context.Background(), store.Connection{ID: stalledID}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.store.Subscribe(context.Background(), stalledID, []string{topic}); err != nil {
+		t.Fatal(err)
+	}
+
+	f := fanout.New(e.store, e.poster(), fanout.Options{Logger: slog.New(slog.DiscardHandler)})
+	// About 100 KB each: the stalled client's buffers hold about a dozen.
+	msg := fanout.Message{Topic: topic, Data: json.RawMessage(`"` + strings.Repeat("x", 100<<10) + `"`)}
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		slowest time.Duration
+	)
+	for range publishers {
+		wg.Go(func() {
+			for range perWorker {
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				start := time.Now()
+				res, err := f.Publish(ctx, msg)
+				took := time.Since(start)
+				cancel()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if res.Delivered < readers {
+					t.Errorf("Result %+v: want at least the %d reading subscribers delivered", res, readers)
+				}
+				mu.Lock()
+				slowest = max(slowest, took)
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	// The write timeout is 5 s: a publish that waited on the stalled
+	// client took at least that.
+	t.Logf("slowest publish: %v", slowest)
+	if slowest > 3*time.Second {
+		t.Errorf("slowest publish took %v: it waited on the client that does not read", slowest)
+	}
+
+	// The stalled client is cut once it has taken nothing for the write
+	// timeout.
+	deadline := time.Now().Add(15 * time.Second)
+	for slices.Contains(e.emu.ConnectionIDs(), stalledID) {
+		if time.Now().After(deadline) {
+			t.Fatal("the client that does not read is still connected")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	for i, c := range e.counts() {
+		if c != publishers*perWorker {
+			t.Errorf("reading subscriber %d received %d messages, want all %d", i, c, publishers*perWorker)
+		}
+	}
+}
