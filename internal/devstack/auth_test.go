@@ -83,7 +83,9 @@ func TestAuth(t *testing.T) {
 		}
 	})
 
-	t.Run("health stays open, reflection does not", func(t *testing.T) {
+	// Reflection is open too: grpcurl needs it to resolve even the health
+	// check, and it reveals only the public schema.
+	t.Run("health and reflection stay open", func(t *testing.T) {
 		conn, err := grpc.NewClient(e.stack.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			t.Fatal(err)
@@ -101,7 +103,7 @@ func TestAuth(t *testing.T) {
 				stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}})
 				_, err = stream.Recv()
 			}
-			if wantOK := name == "with the key"; (err == nil) != wantOK || (!wantOK && status.Code(err) != codes.Unauthenticated) {
+			if err != nil {
 				t.Errorf("reflection %s: %v", name, err)
 			}
 		}
