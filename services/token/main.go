@@ -13,7 +13,11 @@ import (
 	"time"
 
 	"github.com/wsgateway/wsgateway/internal/auth"
+	"github.com/wsgateway/wsgateway/internal/config"
 )
+
+// settings are the environment variables token reads, for -h.
+var settings = []string{"CONNECT_TOKEN_SECRET"}
 
 func main() {
 	sub := flag.String("sub", "dev", "the token's subject (who connects)")
@@ -21,6 +25,7 @@ func main() {
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: CONNECT_TOKEN_SECRET=... token [-sub dev] [-ttl 1h] topic-or-prefix* ...")
 		flag.PrintDefaults()
+		fmt.Fprint(os.Stderr, "\n", config.Usage("token", settings...))
 	}
 	flag.Parse()
 	if err := run(os.Getenv("CONNECT_TOKEN_SECRET"), *sub, *ttl, flag.Args()); err != nil {
@@ -30,8 +35,10 @@ func main() {
 }
 
 func run(secret, sub string, ttl time.Duration, topics []string) error {
-	if secret == "" {
-		return errors.New("CONNECT_TOKEN_SECRET is not set: use the same secret as the devstack or the connect Lambda")
+	// The servers' own check (config.Load): a token signed with a secret
+	// they refuse to start with would be refused by every stack.
+	if err := config.CheckConnectTokenSecret(secret); err != nil {
+		return err
 	}
 	if len(topics) == 0 {
 		return errors.New(`name the topics the token grants, e.g. 'orders.*' news, or '*' for all`)
