@@ -16,8 +16,18 @@ import (
 	"github.com/wsgateway/wsgateway/internal/devstack"
 )
 
+// settings lists every variable: the devstack runs every part of the
+// system, so each one applies to it.
+func settings() []string {
+	var names []string
+	for _, s := range config.Settings {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
 func main() {
-	flag.Usage = func() { fmt.Fprint(os.Stderr, config.Usage("devstack")) }
+	flag.Usage = func() { fmt.Fprint(os.Stderr, config.Usage("devstack", settings()...)) }
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

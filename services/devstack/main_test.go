@@ -35,6 +35,7 @@ func TestStartUp(t *testing.T) {
 		wantCode int
 		want     []string // each on exactly one line of stderr
 	}{
+		// The devstack runs every part, so every setting applies to it.
 		{name: "-h lists the settings", args: "-h", want: settings},
 		{
 			name:     "every bad setting on a line of its own",

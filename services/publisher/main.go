@@ -27,9 +27,17 @@ import (
 	"github.com/wsgateway/wsgateway/internal/store"
 )
 
+// settings are the environment variables the publisher reads, for -h: the
+// devstack's WS_ADDR and the connect Lambda's token and subscription
+// settings do not concern it.
+var settings = []string{
+	"GRPC_ADDR", "HTTP_ADDR", "TABLE_NAME", "DYNAMODB_ENDPOINT", "APIGW_ENDPOINT",
+	"AWS_REGION", "API_KEYS", "CALL_TIMEOUT",
+}
+
 func main() {
 	healthcheck := flag.Bool("healthcheck", false, "probe this container's publisher: exit 0 if /healthz on HTTP_ADDR answers 200")
-	flag.Usage = func() { fmt.Fprint(os.Stderr, config.Usage("publisher")) }
+	flag.Usage = func() { fmt.Fprint(os.Stderr, config.Usage("publisher", settings...)) }
 	flag.Parse()
 	if *healthcheck {
 		// The image's HEALTHCHECK and ECS's health check run this: the
@@ -81,6 +89,8 @@ func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		Metrics: m,
 		APIKeys: cfg.APIKeys,
 		Log:     log,
+		// The deadline of a call whose caller set none (CALL_TIMEOUT).
+		CallTimeout: cfg.CallTimeout,
 	})
 }
 

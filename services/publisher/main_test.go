@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 
@@ -34,7 +35,7 @@ func TestStartUp(t *testing.T) {
 		{
 			name: "-h lists the settings",
 			args: "-h",
-			want: settingNames(),
+			want: withSpace(reads),
 		},
 		{
 			name:     "every bad setting on a line of its own",
@@ -75,12 +76,35 @@ func TestStartUp(t *testing.T) {
 	}
 }
 
-func settingNames() []string {
-	var names []string
-	for _, s := range config.Settings {
-		names = append(names, s.Name+" ")
+// reads are the variables the publisher reads, written out independently of
+// main's list.
+var reads = []string{
+	"GRPC_ADDR", "HTTP_ADDR", "TABLE_NAME", "DYNAMODB_ENDPOINT", "APIGW_ENDPOINT",
+	"AWS_REGION", "API_KEYS", "CALL_TIMEOUT",
+}
+
+func withSpace(names []string) []string {
+	var out []string
+	for _, n := range names {
+		out = append(out, n+" ")
 	}
-	return names
+	return out
+}
+
+// -h lists no variable the publisher ignores (the devstack's WS_ADDR, the
+// connect Lambda's settings): an operator would set it to no effect.
+func TestHelpListsOnlyWhatItReads(t *testing.T) {
+	t.Parallel()
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = []string{"PUBLISHER_MAIN_ARGS=-h", "HOME=" + t.TempDir()}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Run()
+	for _, s := range config.Settings {
+		if got, want := strings.Contains(stderr.String(), s.Name+" "), slices.Contains(reads, s.Name); got != want {
+			t.Errorf("-h lists %s: %v, want %v:\n%s", s.Name, got, want, stderr.String())
+		}
+	}
 }
 
 func countContaining(lines []string, s string) int {
