@@ -8,26 +8,38 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
+	"net/http"
+	neturl "net/url"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/wsgateway/wsgateway/internal/config"
 )
 
 func main() {
-	url := flag.String("url", "ws://127.0.0.1:8080/", "WebSocket API URL (add ?token=... when connect auth is on)")
+	url := flag.String("url", "ws://127.0.0.1:8080/", "WebSocket API URL")
+	token := flag.String("token", "", "connect token, sent as ?token= (needed when the stack sets CONNECT_TOKEN_SECRET; mint one with make token)")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: wslisten [-url ws://127.0.0.1:8080/] topic [topic ...]")
+		fmt.Fprintln(os.Stderr, "usage: wslisten [-url ws://127.0.0.1:8080/] [-token jwt] topic [topic ...]")
 		flag.PrintDefaults()
+		// Flags only: the stack's variables do not concern a client.
+		fmt.Fprint(os.Stderr, "\n", config.Usage("wslisten"))
 	}
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *url, flag.Args()); err != nil {
+	u, err := withToken(*url, *token)
+	if err == nil {
+		err = run(ctx, u, flag.Args())
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "wslisten:", err)
 		os.Exit(1)
 	}
@@ -38,9 +50,12 @@ func run(ctx context.Context, url string, topics []string) error {
 		flag.Usage()
 		return fmt.Errorf("name at least one topic")
 	}
-	conn, _, err := websocket.Dial(ctx, url, nil)
+	conn, res, err := websocket.Dial(ctx, url, nil)
 	if err != nil {
-		return fmt.Errorf("connect to %s: %w", url, err)
+		if res != nil && res.StatusCode == http.StatusUnauthorized {
+			return fmt.Errorf("connect to %s: %w\n%s", redact(url), err, unauthorizedHint)
+		}
+		return fmt.Errorf("connect to %s: %w", redact(url), err)
 	}
 	defer conn.CloseNow()
 	conn.SetReadLimit(1 << 20)
@@ -66,6 +81,44 @@ func run(ctx context.Context, url string, topics []string) error {
 		}
 		fmt.Println(string(frame))
 	}
+}
+
+// unauthorizedHint is what a 401 at the handshake means with wsgateway.
+const unauthorizedHint = `the stack refused the connection (401): it requires a connect token (it sets CONNECT_TOKEN_SECRET),
+or the token given is invalid or expired. Mint one with the stack's secret and pass it with -token
+(sent as ?token=), from the repository root:
+  export CONNECT_TOKEN_SECRET='<the stack's secret>'
+  go run ./services/wslisten -token "$(make -s token TOPICS='demo')" demo`
+
+// withToken adds token to rawURL as the token query parameter, the only
+// place a browser-compatible WebSocket handshake can carry it.
+func withToken(rawURL, token string) (string, error) {
+	if token == "" {
+		return rawURL, nil
+	}
+	u, err := neturl.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("-url %q: %w", rawURL, err)
+	}
+	q := u.Query()
+	if q.Has("token") {
+		return "", errors.New("give the token with -token or in -url's ?token=, not both")
+	}
+	q.Set("token", token)
+	u.RawQuery = q.Encode()
+	return u.String(), nil
+}
+
+// redact hides a token in url, for error messages.
+func redact(rawURL string) string {
+	u, err := neturl.Parse(rawURL)
+	if err != nil || !u.Query().Has("token") {
+		return rawURL
+	}
+	q := u.Query()
+	q.Set("token", "REDACTED")
+	u.RawQuery = q.Encode()
+	return u.String()
 }
 
 // keepAlive pings well inside API Gateway's 10-minute idle timeout.
