@@ -7,8 +7,10 @@ import (
 	"github.com/wsgateway/wsgateway/internal/config"
 )
 
-// Banner is what the devstack prints on start: where everything is and two
-// commands to paste into other terminals.
+// Banner is what the devstack prints on start: where everything is and
+// commands to paste into other terminals. With auth on, the commands carry
+// the connect token or API key they need, read from the environment of the
+// terminal they are pasted in: the banner never prints a secret.
 func Banner(s *Stack, cfg config.Config) string {
 	storeName := "in-memory (set DYNAMODB_ENDPOINT for DynamoDB)"
 	if cfg.DynamoDBEndpoint != "" {
@@ -24,14 +26,41 @@ wsgateway devstack is up.
   HTTP             http://%[3]s   (REST /v1/..., /healthz, /readyz, /metrics)
   Store            %[4]s
 
-Open the demo page: http://%[3]s/
-
-Or subscribe to topic "demo" from a second terminal:
-  go run ./services/wslisten -url ws://%[1]s/ demo
-
-Publish to it (third terminal):
-  curl -sS -X POST http://%[3]s/v1/topics/demo:publish -d '{"data":{"hello":"world"}}'
-
 `, s.WSAddr, s.GRPCAddr, s.HTTPAddr, storeName)
+
+	tokenAuth, keyAuth := cfg.ConnectTokenSecret != "", len(cfg.APIKeys) > 0
+	if tokenAuth || keyAuth {
+		b.WriteString("Auth is on. In each new terminal, from the repository root, first set what this one has:\n")
+		if tokenAuth {
+			b.WriteString("  export CONNECT_TOKEN_SECRET='<the same secret>'   # connect tokens are signed with it\n")
+		}
+		if keyAuth {
+			b.WriteString("  export API_KEY='<one of API_KEYS>'               # publishers send it as a Bearer token\n")
+		}
+		b.WriteString("\n")
+	}
+
+	if tokenAuth {
+		fmt.Fprintf(&b, "Open the demo page with a connect token (make -s token prints one):\n  http://%s/?token=<token>\n", s.HTTPAddr)
+	} else {
+		fmt.Fprintf(&b, "Open the demo page: http://%s/\n", s.HTTPAddr)
+	}
+	if keyAuth {
+		b.WriteString("  and paste the API key into its API key field to publish from it.\n")
+	}
+
+	b.WriteString("\nOr subscribe to topic \"demo\" from a second terminal:\n")
+	if tokenAuth {
+		fmt.Fprintf(&b, "  go run ./services/wslisten -url ws://%s/ -token \"$(make -s token TOPICS=demo)\" demo\n", s.WSAddr)
+	} else {
+		fmt.Fprintf(&b, "  go run ./services/wslisten -url ws://%s/ demo\n", s.WSAddr)
+	}
+
+	b.WriteString("\nPublish to it (third terminal):\n")
+	header := ""
+	if keyAuth {
+		header = ` -H "Authorization: Bearer $API_KEY"`
+	}
+	fmt.Fprintf(&b, "  curl -sS -X POST http://%s/v1/topics/demo:publish%s -d '{\"data\":{\"hello\":\"world\"}}'\n\n", s.HTTPAddr, header)
 	return b.String()
 }
