@@ -31,6 +31,31 @@ func TestBrowser(t *testing.T) {
 	browser := startBrowser(t)
 	t.Run("demo page", func(t *testing.T) { testDemoPage(t, browser) })
 	t.Run("refused connection", func(t *testing.T) { testRefusedConnection(t, browser) })
+	t.Run("publisher auth", func(t *testing.T) { testAPIKeyField(t, browser) })
+}
+
+// testAPIKeyField publishes from the page on a stack with API_KEYS: refused
+// without a key, through with one, which the tab keeps in sessionStorage
+// (gone with the tab), never in localStorage.
+func testAPIKeyField(t *testing.T, browser context.Context) {
+	e := start(t, map[string]string{
+		"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0", "API_KEYS": "page-key",
+	})
+	p := openPage(t, browser, e.http+"/")
+	p.waitText("status", "connected")
+	p.click("subscribe-button") // the default topic, demo
+	p.waitFor("the subscription shown as active",
+		`document.querySelector('[data-testid="subscriptions"] li[data-topic="demo"] .badge.ok') !== null`)
+
+	p.click("publish-button")
+	p.waitContains("publish-result", "401")
+
+	p.do(chromedp.SendKeys(testID("api-key-input"), "page-key"))
+	p.click("publish-button")
+	p.waitContains("publish-result", "delivered 1")
+	p.waitFor("the key kept for the tab only",
+		`sessionStorage.getItem("wsgateway.apiKey") === "page-key" && !Object.values({...localStorage}).includes("page-key")`)
+	p.noExceptions()
 }
 
 func testDemoPage(t *testing.T, browser context.Context) {

@@ -23,6 +23,20 @@ const noMessages = byId("no-messages", HTMLElement);
 const messageCount = byId("message-count", HTMLElement);
 const publishEndpoint = byId("publish-endpoint", HTMLElement);
 const curlExample = byId("curl-example", HTMLElement);
+const apiKeyInput = byTestId("api-key-input", HTMLInputElement);
+
+// The API key lives in sessionStorage: it survives a reload of this tab but
+// not the tab, and is never written to disk for good as localStorage would.
+const API_KEY_STORAGE = "wsgateway.apiKey";
+apiKeyInput.value = sessionStorage.getItem(API_KEY_STORAGE) ?? "";
+apiKeyInput.addEventListener("input", () => {
+  const key = apiKeyInput.value.trim();
+  if (key) {
+    sessionStorage.setItem(API_KEY_STORAGE, key);
+  } else {
+    sessionStorage.removeItem(API_KEY_STORAGE);
+  }
+});
 
 main().catch((err) => showConnectionError(`The page could not start: ${err instanceof Error ? err.message : err}`));
 
@@ -195,11 +209,21 @@ async function publish() {
   try {
     const res = await fetch(`/v1/topics/${topic}:publish`, {
       method: "POST",
-      headers: { "Content-Type": "application/json" },
+      headers: restHeaders(),
       body: JSON.stringify({ data }),
     });
     /** @type {{ messageId?: string, delivered?: number, gone?: number, failed?: number, message?: string }} */
     const body = await res.json().catch(() => ({}));
+    if (res.status === 401) {
+      showError(
+        publishResult,
+        apiKeyInput.value.trim()
+          ? "Not published: the API key was refused (HTTP 401). Use one of the stack's API_KEYS."
+          : "Not published: publisher auth is on (HTTP 401). Enter one of the stack's API_KEYS in the API key field.",
+      );
+      apiKeyInput.focus();
+      return;
+    }
     if (!res.ok) {
       showError(publishResult, `Not published: ${body.message || res.statusText} (HTTP ${res.status}).`);
       return;
@@ -215,6 +239,21 @@ async function publish() {
   } finally {
     publishButton.disabled = false;
   }
+}
+
+/**
+ * The headers of a REST call: JSON, and the API key as a Bearer token when
+ * one is entered.
+ * @returns {Record<string, string>}
+ */
+function restHeaders() {
+  /** @type {Record<string, string>} */
+  const headers = { "Content-Type": "application/json" };
+  const key = apiKeyInput.value.trim();
+  if (key) {
+    headers.Authorization = `Bearer ${key}`;
+  }
+  return headers;
 }
 
 /** The topic in the form, or "" after telling the user what is wrong with it. */
