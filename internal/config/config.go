@@ -199,6 +199,10 @@ func (localCredentials) Retrieve(context.Context) (aws.Credentials, error) {
 // binary's -h test.
 func Usage(binary string, names ...string) string {
 	var b strings.Builder
+	if len(names) == 0 {
+		fmt.Fprintf(&b, "%s reads no environment variables.\n", binary)
+		return b.String()
+	}
 	fmt.Fprintf(&b, "%s is configured by environment variables:\n\n", binary)
 	for _, name := range names {
 		i := slices.IndexFunc(Settings, func(s Setting) bool { return s.Name == name })

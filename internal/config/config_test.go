@@ -122,6 +122,9 @@ func TestUsageListsTheNamedSettings(t *testing.T) {
 			t.Errorf("usage lists %s: %v, want %v:\n%s", s.Name, got, named, u)
 		}
 	}
+	if u := Usage("x"); strings.Contains(u, "_") {
+		t.Errorf("Usage with no settings lists some:\n%s", u)
+	}
 	defer func() {
 		if recover() == nil {
 			t.Error("Usage accepted a setting that does not exist")
