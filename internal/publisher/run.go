@@ -14,6 +14,7 @@ import (
 
 	"github.com/wsgateway/wsgateway/gen"
 	"github.com/wsgateway/wsgateway/internal/metrics"
+	"github.com/wsgateway/wsgateway/internal/store"
 )
 
 // DefaultDrainTimeout bounds graceful stop: in-flight publishes get this
@@ -133,8 +134,13 @@ func routes(gw http.Handler, cfg Config) http.Handler {
 		defer cancel()
 		if cfg.Ready != nil {
 			if err := cfg.Ready(ctx); err != nil {
-				cfg.Log.WarnContext(ctx, "not ready: store unreachable", "err", err)
-				http.Error(w, "store unreachable", http.StatusServiceUnavailable)
+				// A missing table is a fault to fix, not an outage to wait out.
+				msg := "store unreachable"
+				if errors.Is(err, store.ErrTableNotFound) {
+					msg = "table not found"
+				}
+				cfg.Log.WarnContext(ctx, "not ready: "+msg, "err", err)
+				http.Error(w, msg, http.StatusServiceUnavailable)
 				return
 			}
 		}
