@@ -51,9 +51,9 @@ wsgateway devstack is up.
 
 	b.WriteString("\nOr subscribe to topic \"demo\" from a second terminal:\n")
 	if tokenAuth {
-		fmt.Fprintf(&b, "  go run ./services/wslisten -url ws://%s/ -token \"$(make -s token TOPICS=demo)\" demo\n", s.WSAddr)
+		fmt.Fprintf(&b, "  go run ./cmd/wslisten -url ws://%s/ -token \"$(make -s token TOPICS=demo)\" demo\n", s.WSAddr)
 	} else {
-		fmt.Fprintf(&b, "  go run ./services/wslisten -url ws://%s/ demo\n", s.WSAddr)
+		fmt.Fprintf(&b, "  go run ./cmd/wslisten -url ws://%s/ demo\n", s.WSAddr)
 	}
 
 	b.WriteString("\nPublish to it (third terminal):\n")

@@ -80,7 +80,7 @@ func TestBannerCommandsWork(t *testing.T) {
 
 			// Subscribe: the URL and, with auth on, the token the banner's
 			// wslisten command mints.
-			ws := regexp.MustCompile(`(?m)^\s*go run ./services/wslisten -url (\S+)(?: -token "\$\((.*)\)")? demo$`).FindStringSubmatch(banner)
+			ws := regexp.MustCompile(`(?m)^\s*go run ./cmd/wslisten -url (\S+)(?: -token "\$\((.*)\)")? demo$`).FindStringSubmatch(banner)
 			if ws == nil {
 				t.Fatalf("no wslisten command in the banner:\n%s", banner)
 			}

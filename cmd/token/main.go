@@ -2,7 +2,7 @@
 // CONNECT_TOKEN_SECRET that lets a browser connect and subscribe to the
 // given topics or prefixes ("orders.*", "*").
 //
-//	CONNECT_TOKEN_SECRET=... go run ./services/token -sub alice -ttl 1h 'orders.*' news
+//	CONNECT_TOKEN_SECRET=... go run ./cmd/token -sub alice -ttl 1h 'orders.*' news
 package main
 
 import (

@@ -2,7 +2,7 @@
 // prints every frame it receives, one per line. It is the devstack's
 // copy-paste client:
 //
-//	go run ./services/wslisten demo orders.eu
+//	go run ./cmd/wslisten demo orders.eu
 package main
 
 import (
@@ -88,7 +88,7 @@ const unauthorizedHint = `the stack refused the connection (401): it requires a 
 or the token given is invalid or expired. Mint one with the stack's secret and pass it with -token
 (sent as ?token=), from the repository root:
   export CONNECT_TOKEN_SECRET='<the stack's secret>'
-  go run ./services/wslisten -token "$(make -s token TOPICS='demo')" demo`
+  go run ./cmd/wslisten -token "$(make -s token TOPICS='demo')" demo`
 
 // withToken adds token to rawURL as the token query parameter, the only
 // place a browser-compatible WebSocket handshake can carry it.
