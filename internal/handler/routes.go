@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"slices"
 	"time"
-	"unicode/utf8"
 
 	"github.com/aws/aws-lambda-go/events"
 
@@ -235,7 +234,7 @@ func (r *Routes) Default(ctx context.Context, req events.APIGatewayWebsocketProx
 		case "":
 			return nil, &wsproto.FrameError{Code: wsproto.CodeUnknownAction, Message: `frame has no "action": ` + want}
 		default:
-			return nil, &wsproto.FrameError{Code: wsproto.CodeUnknownAction, Message: fmt.Sprintf("unknown action %q: %s", clip(frame.Action, 40), want)}
+			return nil, &wsproto.FrameError{Code: wsproto.CodeUnknownAction, Message: fmt.Sprintf("unknown action %q: %s", wsproto.Clip(frame.Action, 40), want)}
 		}
 	})
 }
@@ -283,15 +282,4 @@ func errorFrame(ctx context.Context, log *slog.Logger, err error) []byte {
 
 func status(code int) events.APIGatewayProxyResponse {
 	return events.APIGatewayProxyResponse{StatusCode: code}
-}
-
-// clip keeps echoed client input short, cutting on a rune boundary.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
 }

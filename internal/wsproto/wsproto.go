@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 )
 
 // Client actions; API Gateway selects the route with $request.body.action.
@@ -56,14 +57,20 @@ func ValidateTopic(name string) error {
 		return fmt.Errorf("%w: topic is empty", ErrInvalidTopic)
 	}
 	if !topicPattern.MatchString(name) {
-		return fmt.Errorf("%w: %q must match %s", ErrInvalidTopic, truncate(name, 40), topicPattern)
+		return fmt.Errorf("%w: %q must match %s", ErrInvalidTopic, Clip(name, 40), topicPattern)
 	}
 	return nil
 }
 
-func truncate(s string, n int) string {
+// Clip shortens client input echoed in an error message to at most n bytes
+// plus "…", cutting on a rune boundary: a frame is JSON, which must be
+// valid UTF-8, and half a multi-byte character would make it invalid.
+func Clip(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n] + "…"
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 func TestValidateTopic(t *testing.T) {
@@ -140,5 +141,28 @@ func TestEncodeMessage(t *testing.T) {
 	want := `{"type":"message","topic":"a","id":"m1","data":{"x":[1,2]},"attributes":{"k":"v"},"publishTime":"2026-11-27T11:00:00.000000005Z"}`
 	if string(got) != want {
 		t.Errorf("EncodeMessage = %s\nwant            %s", got, want)
+	}
+}
+
+// TestClip: echoed input stays within n bytes and valid UTF-8, whatever
+// byte n falls on.
+func TestClip(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		s    string
+		n    int
+		want string
+	}{
+		{"short", 40, "short"},
+		{"abcdef", 6, "abcdef"},
+		{"abcdef", 3, "abc…"},
+		{"éééé", 3, "é…"}, // byte 3 is inside the second é
+		{"éééé", 4, "éé…"},
+		{"€x", 1, "…"}, // no whole rune fits
+	} {
+		got := Clip(tc.s, tc.n)
+		if got != tc.want || !utf8.ValidString(got) {
+			t.Errorf("Clip(%q, %d) = %q, want %q", tc.s, tc.n, got, tc.want)
+		}
 	}
 }
