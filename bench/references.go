@@ -55,8 +55,9 @@ func (p plainPoster) PostToConnection(ctx context.Context, connectionID string, 
 	return nil
 }
 
-// naivePoster posts with the SDK client as NewFromConfig makes it, as the
-// first version of the publisher did.
+// naivePoster posts with the SDK client as NewFromConfig makes it: a naive
+// publisher that posts with the default SDK client, the baseline ours is
+// measured against.
 type naivePoster struct {
 	api *apigatewaymanagementapi.Client
 }

@@ -55,7 +55,7 @@ const (
 	stays
 )
 
-// TestChurn is issue 5 §4, "nothing lost, nothing leaked": 2,000 browsers
+// TestChurn checks "nothing lost, nothing leaked" under churn: 2,000 browsers
 // subscribe to a random mix of topics over the DynamoDB store; a quarter
 // close, a quarter vanish, a quarter unsubscribe from some topics, a quarter
 // stay. After one publish to every topic, every live subscription got its

@@ -103,8 +103,8 @@ func NewDynamoDBClient(cfg aws.Config, endpoint string) *dynamodb.Client {
 
 // EnsureTable creates table as schema.go declares it unless it exists, and
 // waits until it is ACTIVE. It refuses an existing table keyed differently
-// (such as the seed's). On AWS the table comes from deploy/; this is for the
-// devstack and tests.
+// (such as one keyed by connectionId alone). On AWS the table comes from
+// deploy/; this is for the devstack and tests.
 func EnsureTable(ctx context.Context, client *dynamodb.Client, table string) error {
 	want := createTableInput(table)
 	_, err := client.CreateTable(ctx, want)

@@ -68,7 +68,7 @@ func TestEnsureTable(t *testing.T) {
 		t.Errorf("after EnsureTable again: Topics = %q, %v; want the subscription kept", topics, err)
 	}
 
-	// A table of the same name keyed another way, like the seed's.
+	// A table keyed another way: by connectionId alone, as a naive design would.
 	_, err := client.CreateTable(ctx, &dynamodb.CreateTableInput{
 		TableName:            aws.String("seed"),
 		AttributeDefinitions: []types.AttributeDefinition{{AttributeName: aws.String("connectionId"), AttributeType: types.ScalarAttributeTypeS}},

@@ -10,7 +10,7 @@
  *     client.connect();
  *     client.subscribe(["orders.eu"]);
  *
- * The wire format is DESIGN.md's "WebSocket protocol": JSON text frames,
+ * The wire format is docs/protocol.md's "WebSocket frames": JSON text frames,
  * typed below. Subscriptions are remembered and sent again on every new
  * connection, because API Gateway forgets them with the connection. The
  * client never throws on what the server sends: a frame it does not
@@ -20,7 +20,7 @@
  * build step, no dependencies.
  */
 
-/** Topic names the gateway accepts (DESIGN.md). */
+/** Topic names the gateway accepts (internal/wsproto, docs/protocol.md). */
 export const TOPIC_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
 /** The gateway refuses subscribe and unsubscribe frames with more topics. */
