@@ -30,9 +30,14 @@ type PublishRequest struct {
 	// Any JSON value; delivered to browsers as the frame's "data".
 	Data *structpb.Value `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
 	// Free-form string attributes, delivered as the frame's "attributes".
-	Attributes    map[string]string `protobuf:"bytes,3,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Attributes map[string]string `protobuf:"bytes,3,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Optional, 1-128 printable ASCII characters. A publish whose key was used
+	// by an accepted publish to the same topic within the last 5 minutes fans
+	// out nothing and answers that publish's message_id, offset and epoch,
+	// with duplicate set: a retry after a timeout cannot deliver twice.
+	IdempotencyKey string `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *PublishRequest) Reset() {
@@ -86,6 +91,13 @@ func (x *PublishRequest) GetAttributes() map[string]string {
 	return nil
 }
 
+func (x *PublishRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
 type PublishResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Server-assigned id, also the "id" of the frame browsers receive.
@@ -95,7 +107,15 @@ type PublishResponse struct {
 	// Connections that had gone (410); they and their subscriptions were removed.
 	Gone int32 `protobuf:"varint,3,opt,name=gone,proto3" json:"gone,omitempty"`
 	// Connections that still failed after retries (throttling, 5xx, timeouts).
-	Failed        int32 `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
+	Failed int32 `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
+	// The message's position in its topic: offsets grow by exactly 1 per
+	// accepted publish within one epoch, so a gap tells a client what it
+	// missed. A new epoch means earlier positions no longer apply.
+	Offset uint64 `protobuf:"varint,5,opt,name=offset,proto3" json:"offset,omitempty"`
+	Epoch  string `protobuf:"bytes,6,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// True when idempotency_key matched an earlier publish: nothing was fanned
+	// out again, and the counts are zero.
+	Duplicate     bool `protobuf:"varint,7,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -156,6 +176,27 @@ func (x *PublishResponse) GetFailed() int32 {
 		return x.Failed
 	}
 	return 0
+}
+
+func (x *PublishResponse) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *PublishResponse) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
+}
+
+func (x *PublishResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
 }
 
 type ListSubscribersRequest struct {
@@ -326,26 +367,232 @@ func (x *ListSubscribersResponse) GetNextPageToken() string {
 	return ""
 }
 
+type HistoryRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Topic string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	// Messages with an offset above this one; 0 for every retained message.
+	SinceOffset uint64 `protobuf:"varint,2,opt,name=since_offset,json=sinceOffset,proto3" json:"since_offset,omitempty"`
+	// At most this many messages; 0 means 100, values above 1000 are lowered
+	// to 1000.
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryRequest) Reset() {
+	*x = HistoryRequest{}
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryRequest) ProtoMessage() {}
+
+func (x *HistoryRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryRequest.ProtoReflect.Descriptor instead.
+func (*HistoryRequest) Descriptor() ([]byte, []int) {
+	return file_wsgateway_v1_publisher_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *HistoryRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *HistoryRequest) GetSinceOffset() uint64 {
+	if x != nil {
+		return x.SinceOffset
+	}
+	return 0
+}
+
+func (x *HistoryRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type HistoryMessage struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	MessageId     string                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	Data          *structpb.Value        `protobuf:"bytes,3,opt,name=data,proto3" json:"data,omitempty"`
+	Attributes    map[string]string      `protobuf:"bytes,4,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	PublishTime   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=publish_time,json=publishTime,proto3" json:"publish_time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryMessage) Reset() {
+	*x = HistoryMessage{}
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryMessage) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryMessage) ProtoMessage() {}
+
+func (x *HistoryMessage) ProtoReflect() protoreflect.Message {
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryMessage.ProtoReflect.Descriptor instead.
+func (*HistoryMessage) Descriptor() ([]byte, []int) {
+	return file_wsgateway_v1_publisher_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *HistoryMessage) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *HistoryMessage) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *HistoryMessage) GetData() *structpb.Value {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *HistoryMessage) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *HistoryMessage) GetPublishTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PublishTime
+	}
+	return nil
+}
+
+type HistoryResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Oldest first.
+	Messages []*HistoryMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
+	// The epoch the offsets belong to.
+	Epoch string `protobuf:"bytes,2,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// The topic's latest offset (0 if it was never published in this epoch).
+	LatestOffset  uint64 `protobuf:"varint,3,opt,name=latest_offset,json=latestOffset,proto3" json:"latest_offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HistoryResponse) Reset() {
+	*x = HistoryResponse{}
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HistoryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HistoryResponse) ProtoMessage() {}
+
+func (x *HistoryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HistoryResponse.ProtoReflect.Descriptor instead.
+func (*HistoryResponse) Descriptor() ([]byte, []int) {
+	return file_wsgateway_v1_publisher_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *HistoryResponse) GetMessages() []*HistoryMessage {
+	if x != nil {
+		return x.Messages
+	}
+	return nil
+}
+
+func (x *HistoryResponse) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
+}
+
+func (x *HistoryResponse) GetLatestOffset() uint64 {
+	if x != nil {
+		return x.LatestOffset
+	}
+	return 0
+}
+
 var File_wsgateway_v1_publisher_proto protoreflect.FileDescriptor
 
 const file_wsgateway_v1_publisher_proto_rawDesc = "" +
 	"\n" +
-	"\x1cwsgateway/v1/publisher.proto\x12\fwsgateway.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdf\x01\n" +
+	"\x1cwsgateway/v1/publisher.proto\x12\fwsgateway.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x88\x02\n" +
 	"\x0ePublishRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12*\n" +
 	"\x04data\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x04data\x12L\n" +
 	"\n" +
 	"attributes\x18\x03 \x03(\v2,.wsgateway.v1.PublishRequest.AttributesEntryR\n" +
-	"attributes\x1a=\n" +
+	"attributes\x12'\n" +
+	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\x1a=\n" +
 	"\x0fAttributesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"z\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc6\x01\n" +
 	"\x0fPublishResponse\x12\x1d\n" +
 	"\n" +
 	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1c\n" +
 	"\tdelivered\x18\x02 \x01(\x05R\tdelivered\x12\x12\n" +
 	"\x04gone\x18\x03 \x01(\x05R\x04gone\x12\x16\n" +
-	"\x06failed\x18\x04 \x01(\x05R\x06failed\"j\n" +
+	"\x06failed\x18\x04 \x01(\x05R\x06failed\x12\x16\n" +
+	"\x06offset\x18\x05 \x01(\x04R\x06offset\x12\x14\n" +
+	"\x05epoch\x18\x06 \x01(\tR\x05epoch\x12\x1c\n" +
+	"\tduplicate\x18\a \x01(\bR\tduplicate\"j\n" +
 	"\x16ListSubscribersRequest\x12\x14\n" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
@@ -357,10 +604,31 @@ const file_wsgateway_v1_publisher_proto_rawDesc = "" +
 	"\rsubscribed_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fsubscribedAt\"}\n" +
 	"\x17ListSubscribersResponse\x12:\n" +
 	"\vsubscribers\x18\x01 \x03(\v2\x18.wsgateway.v1.SubscriberR\vsubscribers\x12&\n" +
-	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken2\xba\x01\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"_\n" +
+	"\x0eHistoryRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12!\n" +
+	"\fsince_offset\x18\x02 \x01(\x04R\vsinceOffset\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"\xbf\x02\n" +
+	"\x0eHistoryMessage\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x16\n" +
+	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12*\n" +
+	"\x04data\x18\x03 \x01(\v2\x16.google.protobuf.ValueR\x04data\x12L\n" +
+	"\n" +
+	"attributes\x18\x04 \x03(\v2,.wsgateway.v1.HistoryMessage.AttributesEntryR\n" +
+	"attributes\x12=\n" +
+	"\fpublish_time\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vpublishTime\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x86\x01\n" +
+	"\x0fHistoryResponse\x128\n" +
+	"\bmessages\x18\x01 \x03(\v2\x1c.wsgateway.v1.HistoryMessageR\bmessages\x12\x14\n" +
+	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12#\n" +
+	"\rlatest_offset\x18\x03 \x01(\x04R\flatestOffset2\x82\x02\n" +
 	"\x10PublisherService\x12F\n" +
 	"\aPublish\x12\x1c.wsgateway.v1.PublishRequest\x1a\x1d.wsgateway.v1.PublishResponse\x12^\n" +
-	"\x0fListSubscribers\x12$.wsgateway.v1.ListSubscribersRequest\x1a%.wsgateway.v1.ListSubscribersResponseB@Z>github.com/wsgateway/wsgateway/gen/go/wsgateway/v1;wsgatewayv1b\x06proto3"
+	"\x0fListSubscribers\x12$.wsgateway.v1.ListSubscribersRequest\x1a%.wsgateway.v1.ListSubscribersResponse\x12F\n" +
+	"\aHistory\x12\x1c.wsgateway.v1.HistoryRequest\x1a\x1d.wsgateway.v1.HistoryResponseB@Z>github.com/wsgateway/wsgateway/gen/go/wsgateway/v1;wsgatewayv1b\x06proto3"
 
 var (
 	file_wsgateway_v1_publisher_proto_rawDescOnce sync.Once
@@ -374,31 +642,41 @@ func file_wsgateway_v1_publisher_proto_rawDescGZIP() []byte {
 	return file_wsgateway_v1_publisher_proto_rawDescData
 }
 
-var file_wsgateway_v1_publisher_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_wsgateway_v1_publisher_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
 var file_wsgateway_v1_publisher_proto_goTypes = []any{
 	(*PublishRequest)(nil),          // 0: wsgateway.v1.PublishRequest
 	(*PublishResponse)(nil),         // 1: wsgateway.v1.PublishResponse
 	(*ListSubscribersRequest)(nil),  // 2: wsgateway.v1.ListSubscribersRequest
 	(*Subscriber)(nil),              // 3: wsgateway.v1.Subscriber
 	(*ListSubscribersResponse)(nil), // 4: wsgateway.v1.ListSubscribersResponse
-	nil,                             // 5: wsgateway.v1.PublishRequest.AttributesEntry
-	(*structpb.Value)(nil),          // 6: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),   // 7: google.protobuf.Timestamp
+	(*HistoryRequest)(nil),          // 5: wsgateway.v1.HistoryRequest
+	(*HistoryMessage)(nil),          // 6: wsgateway.v1.HistoryMessage
+	(*HistoryResponse)(nil),         // 7: wsgateway.v1.HistoryResponse
+	nil,                             // 8: wsgateway.v1.PublishRequest.AttributesEntry
+	nil,                             // 9: wsgateway.v1.HistoryMessage.AttributesEntry
+	(*structpb.Value)(nil),          // 10: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
 }
 var file_wsgateway_v1_publisher_proto_depIdxs = []int32{
-	6, // 0: wsgateway.v1.PublishRequest.data:type_name -> google.protobuf.Value
-	5, // 1: wsgateway.v1.PublishRequest.attributes:type_name -> wsgateway.v1.PublishRequest.AttributesEntry
-	7, // 2: wsgateway.v1.Subscriber.subscribed_at:type_name -> google.protobuf.Timestamp
-	3, // 3: wsgateway.v1.ListSubscribersResponse.subscribers:type_name -> wsgateway.v1.Subscriber
-	0, // 4: wsgateway.v1.PublisherService.Publish:input_type -> wsgateway.v1.PublishRequest
-	2, // 5: wsgateway.v1.PublisherService.ListSubscribers:input_type -> wsgateway.v1.ListSubscribersRequest
-	1, // 6: wsgateway.v1.PublisherService.Publish:output_type -> wsgateway.v1.PublishResponse
-	4, // 7: wsgateway.v1.PublisherService.ListSubscribers:output_type -> wsgateway.v1.ListSubscribersResponse
-	6, // [6:8] is the sub-list for method output_type
-	4, // [4:6] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	10, // 0: wsgateway.v1.PublishRequest.data:type_name -> google.protobuf.Value
+	8,  // 1: wsgateway.v1.PublishRequest.attributes:type_name -> wsgateway.v1.PublishRequest.AttributesEntry
+	11, // 2: wsgateway.v1.Subscriber.subscribed_at:type_name -> google.protobuf.Timestamp
+	3,  // 3: wsgateway.v1.ListSubscribersResponse.subscribers:type_name -> wsgateway.v1.Subscriber
+	10, // 4: wsgateway.v1.HistoryMessage.data:type_name -> google.protobuf.Value
+	9,  // 5: wsgateway.v1.HistoryMessage.attributes:type_name -> wsgateway.v1.HistoryMessage.AttributesEntry
+	11, // 6: wsgateway.v1.HistoryMessage.publish_time:type_name -> google.protobuf.Timestamp
+	6,  // 7: wsgateway.v1.HistoryResponse.messages:type_name -> wsgateway.v1.HistoryMessage
+	0,  // 8: wsgateway.v1.PublisherService.Publish:input_type -> wsgateway.v1.PublishRequest
+	2,  // 9: wsgateway.v1.PublisherService.ListSubscribers:input_type -> wsgateway.v1.ListSubscribersRequest
+	5,  // 10: wsgateway.v1.PublisherService.History:input_type -> wsgateway.v1.HistoryRequest
+	1,  // 11: wsgateway.v1.PublisherService.Publish:output_type -> wsgateway.v1.PublishResponse
+	4,  // 12: wsgateway.v1.PublisherService.ListSubscribers:output_type -> wsgateway.v1.ListSubscribersResponse
+	7,  // 13: wsgateway.v1.PublisherService.History:output_type -> wsgateway.v1.HistoryResponse
+	11, // [11:14] is the sub-list for method output_type
+	8,  // [8:11] is the sub-list for method input_type
+	8,  // [8:8] is the sub-list for extension type_name
+	8,  // [8:8] is the sub-list for extension extendee
+	0,  // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_wsgateway_v1_publisher_proto_init() }
@@ -412,7 +690,7 @@ func file_wsgateway_v1_publisher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wsgateway_v1_publisher_proto_rawDesc), len(file_wsgateway_v1_publisher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   10,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

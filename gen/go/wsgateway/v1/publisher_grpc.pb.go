@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	PublisherService_Publish_FullMethodName         = "/wsgateway.v1.PublisherService/Publish"
 	PublisherService_ListSubscribers_FullMethodName = "/wsgateway.v1.PublisherService/ListSubscribers"
+	PublisherService_History_FullMethodName         = "/wsgateway.v1.PublisherService/History"
 )
 
 // PublisherServiceClient is the client API for PublisherService service.
@@ -37,6 +38,9 @@ type PublisherServiceClient interface {
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// ListSubscribers pages through the live subscriptions of a topic.
 	ListSubscribers(ctx context.Context, in *ListSubscribersRequest, opts ...grpc.CallOption) (*ListSubscribersResponse, error)
+	// History returns the retained messages of a topic after a position,
+	// oldest first: what a client that was away can catch up on.
+	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
 }
 
 type publisherServiceClient struct {
@@ -67,6 +71,16 @@ func (c *publisherServiceClient) ListSubscribers(ctx context.Context, in *ListSu
 	return out, nil
 }
 
+func (c *publisherServiceClient) History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(HistoryResponse)
+	err := c.cc.Invoke(ctx, PublisherService_History_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PublisherServiceServer is the server API for PublisherService service.
 // All implementations must embed UnimplementedPublisherServiceServer
 // for forward compatibility.
@@ -81,6 +95,9 @@ type PublisherServiceServer interface {
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// ListSubscribers pages through the live subscriptions of a topic.
 	ListSubscribers(context.Context, *ListSubscribersRequest) (*ListSubscribersResponse, error)
+	// History returns the retained messages of a topic after a position,
+	// oldest first: what a client that was away can catch up on.
+	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
 	mustEmbedUnimplementedPublisherServiceServer()
 }
 
@@ -96,6 +113,9 @@ func (UnimplementedPublisherServiceServer) Publish(context.Context, *PublishRequ
 }
 func (UnimplementedPublisherServiceServer) ListSubscribers(context.Context, *ListSubscribersRequest) (*ListSubscribersResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListSubscribers not implemented")
+}
+func (UnimplementedPublisherServiceServer) History(context.Context, *HistoryRequest) (*HistoryResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method History not implemented")
 }
 func (UnimplementedPublisherServiceServer) mustEmbedUnimplementedPublisherServiceServer() {}
 func (UnimplementedPublisherServiceServer) testEmbeddedByValue()                          {}
@@ -154,6 +174,24 @@ func _PublisherService_ListSubscribers_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PublisherService_History_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(HistoryRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PublisherServiceServer).History(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PublisherService_History_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PublisherServiceServer).History(ctx, req.(*HistoryRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PublisherService_ServiceDesc is the grpc.ServiceDesc for PublisherService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -168,6 +206,10 @@ var PublisherService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListSubscribers",
 			Handler:    _PublisherService_ListSubscribers_Handler,
+		},
+		{
+			MethodName: "History",
+			Handler:    _PublisherService_History_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

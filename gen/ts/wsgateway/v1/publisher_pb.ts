@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file wsgateway/v1/publisher.proto.
  */
 export const file_wsgateway_v1_publisher: GenFile = /*@__PURE__*/
-  fileDesc("Chx3c2dhdGV3YXkvdjEvcHVibGlzaGVyLnByb3RvEgx3c2dhdGV3YXkudjEiugEKDlB1Ymxpc2hSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSQAoKYXR0cmlidXRlcxgDIAMoCzIsLndzZ2F0ZXdheS52MS5QdWJsaXNoUmVxdWVzdC5BdHRyaWJ1dGVzRW50cnkaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEiVgoPUHVibGlzaFJlc3BvbnNlEhIKCm1lc3NhZ2VfaWQYASABKAkSEQoJZGVsaXZlcmVkGAIgASgFEgwKBGdvbmUYAyABKAUSDgoGZmFpbGVkGAQgASgFIk4KFkxpc3RTdWJzY3JpYmVyc1JlcXVlc3QSDQoFdG9waWMYASABKAkSEQoJcGFnZV9zaXplGAIgASgFEhIKCnBhZ2VfdG9rZW4YAyABKAkiVgoKU3Vic2NyaWJlchIVCg1jb25uZWN0aW9uX2lkGAEgASgJEjEKDXN1YnNjcmliZWRfYXQYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wImEKF0xpc3RTdWJzY3JpYmVyc1Jlc3BvbnNlEi0KC3N1YnNjcmliZXJzGAEgAygLMhgud3NnYXRld2F5LnYxLlN1YnNjcmliZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJMroBChBQdWJsaXNoZXJTZXJ2aWNlEkYKB1B1Ymxpc2gSHC53c2dhdGV3YXkudjEuUHVibGlzaFJlcXVlc3QaHS53c2dhdGV3YXkudjEuUHVibGlzaFJlc3BvbnNlEl4KD0xpc3RTdWJzY3JpYmVycxIkLndzZ2F0ZXdheS52MS5MaXN0U3Vic2NyaWJlcnNSZXF1ZXN0GiUud3NnYXRld2F5LnYxLkxpc3RTdWJzY3JpYmVyc1Jlc3BvbnNlQkBaPmdpdGh1Yi5jb20vd3NnYXRld2F5L3dzZ2F0ZXdheS9nZW4vZ28vd3NnYXRld2F5L3YxO3dzZ2F0ZXdheXYxYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chx3c2dhdGV3YXkvdjEvcHVibGlzaGVyLnByb3RvEgx3c2dhdGV3YXkudjEi0wEKDlB1Ymxpc2hSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSQAoKYXR0cmlidXRlcxgDIAMoCzIsLndzZ2F0ZXdheS52MS5QdWJsaXNoUmVxdWVzdC5BdHRyaWJ1dGVzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIogBCg9QdWJsaXNoUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRIRCglkZWxpdmVyZWQYAiABKAUSDAoEZ29uZRgDIAEoBRIOCgZmYWlsZWQYBCABKAUSDgoGb2Zmc2V0GAUgASgEEg0KBWVwb2NoGAYgASgJEhEKCWR1cGxpY2F0ZRgHIAEoCCJOChZMaXN0U3Vic2NyaWJlcnNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlYKClN1YnNjcmliZXISFQoNY29ubmVjdGlvbl9pZBgBIAEoCRIxCg1zdWJzY3JpYmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJhChdMaXN0U3Vic2NyaWJlcnNSZXNwb25zZRItCgtzdWJzY3JpYmVycxgBIAMoCzIYLndzZ2F0ZXdheS52MS5TdWJzY3JpYmVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJECg5IaXN0b3J5UmVxdWVzdBINCgV0b3BpYxgBIAEoCRIUCgxzaW5jZV9vZmZzZXQYAiABKAQSDQoFbGltaXQYAyABKAUigQIKDkhpc3RvcnlNZXNzYWdlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEiQKBGRhdGEYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSQAoKYXR0cmlidXRlcxgEIAMoCzIsLndzZ2F0ZXdheS52MS5IaXN0b3J5TWVzc2FnZS5BdHRyaWJ1dGVzRW50cnkSMAoMcHVibGlzaF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJnCg9IaXN0b3J5UmVzcG9uc2USLgoIbWVzc2FnZXMYASADKAsyHC53c2dhdGV3YXkudjEuSGlzdG9yeU1lc3NhZ2USDQoFZXBvY2gYAiABKAkSFQoNbGF0ZXN0X29mZnNldBgDIAEoBDKCAgoQUHVibGlzaGVyU2VydmljZRJGCgdQdWJsaXNoEhwud3NnYXRld2F5LnYxLlB1Ymxpc2hSZXF1ZXN0Gh0ud3NnYXRld2F5LnYxLlB1Ymxpc2hSZXNwb25zZRJeCg9MaXN0U3Vic2NyaWJlcnMSJC53c2dhdGV3YXkudjEuTGlzdFN1YnNjcmliZXJzUmVxdWVzdBolLndzZ2F0ZXdheS52MS5MaXN0U3Vic2NyaWJlcnNSZXNwb25zZRJGCgdIaXN0b3J5Ehwud3NnYXRld2F5LnYxLkhpc3RvcnlSZXF1ZXN0Gh0ud3NnYXRld2F5LnYxLkhpc3RvcnlSZXNwb25zZUJAWj5naXRodWIuY29tL3dzZ2F0ZXdheS93c2dhdGV3YXkvZ2VuL2dvL3dzZ2F0ZXdheS92MTt3c2dhdGV3YXl2MWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message wsgateway.v1.PublishRequest
@@ -38,6 +38,16 @@ export type PublishRequest = Message<"wsgateway.v1.PublishRequest"> & {
    * @generated from field: map<string, string> attributes = 3;
    */
   attributes: { [key: string]: string };
+
+  /**
+   * Optional, 1-128 printable ASCII characters. A publish whose key was used
+   * by an accepted publish to the same topic within the last 5 minutes fans
+   * out nothing and answers that publish's message_id, offset and epoch,
+   * with duplicate set: a retry after a timeout cannot deliver twice.
+   *
+   * @generated from field: string idempotency_key = 4;
+   */
+  idempotencyKey: string;
 };
 
 /**
@@ -78,6 +88,28 @@ export type PublishResponse = Message<"wsgateway.v1.PublishResponse"> & {
    * @generated from field: int32 failed = 4;
    */
   failed: number;
+
+  /**
+   * The message's position in its topic: offsets grow by exactly 1 per
+   * accepted publish within one epoch, so a gap tells a client what it
+   * missed. A new epoch means earlier positions no longer apply.
+   *
+   * @generated from field: uint64 offset = 5;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: string epoch = 6;
+   */
+  epoch: string;
+
+  /**
+   * True when idempotency_key matched an earlier publish: nothing was fanned
+   * out again, and the counts are zero.
+   *
+   * @generated from field: bool duplicate = 7;
+   */
+  duplicate: boolean;
 };
 
 /**
@@ -166,6 +198,108 @@ export const ListSubscribersResponseSchema: GenMessage<ListSubscribersResponse> 
   messageDesc(file_wsgateway_v1_publisher, 4);
 
 /**
+ * @generated from message wsgateway.v1.HistoryRequest
+ */
+export type HistoryRequest = Message<"wsgateway.v1.HistoryRequest"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * Messages with an offset above this one; 0 for every retained message.
+   *
+   * @generated from field: uint64 since_offset = 2;
+   */
+  sinceOffset: bigint;
+
+  /**
+   * At most this many messages; 0 means 100, values above 1000 are lowered
+   * to 1000.
+   *
+   * @generated from field: int32 limit = 3;
+   */
+  limit: number;
+};
+
+/**
+ * Describes the message wsgateway.v1.HistoryRequest.
+ * Use `create(HistoryRequestSchema)` to create a new message.
+ */
+export const HistoryRequestSchema: GenMessage<HistoryRequest> = /*@__PURE__*/
+  messageDesc(file_wsgateway_v1_publisher, 5);
+
+/**
+ * @generated from message wsgateway.v1.HistoryMessage
+ */
+export type HistoryMessage = Message<"wsgateway.v1.HistoryMessage"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: uint64 offset = 2;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Value data = 3;
+   */
+  data?: Value | undefined;
+
+  /**
+   * @generated from field: map<string, string> attributes = 4;
+   */
+  attributes: { [key: string]: string };
+
+  /**
+   * @generated from field: google.protobuf.Timestamp publish_time = 5;
+   */
+  publishTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message wsgateway.v1.HistoryMessage.
+ * Use `create(HistoryMessageSchema)` to create a new message.
+ */
+export const HistoryMessageSchema: GenMessage<HistoryMessage> = /*@__PURE__*/
+  messageDesc(file_wsgateway_v1_publisher, 6);
+
+/**
+ * @generated from message wsgateway.v1.HistoryResponse
+ */
+export type HistoryResponse = Message<"wsgateway.v1.HistoryResponse"> & {
+  /**
+   * Oldest first.
+   *
+   * @generated from field: repeated wsgateway.v1.HistoryMessage messages = 1;
+   */
+  messages: HistoryMessage[];
+
+  /**
+   * The epoch the offsets belong to.
+   *
+   * @generated from field: string epoch = 2;
+   */
+  epoch: string;
+
+  /**
+   * The topic's latest offset (0 if it was never published in this epoch).
+   *
+   * @generated from field: uint64 latest_offset = 3;
+   */
+  latestOffset: bigint;
+};
+
+/**
+ * Describes the message wsgateway.v1.HistoryResponse.
+ * Use `create(HistoryResponseSchema)` to create a new message.
+ */
+export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
+  messageDesc(file_wsgateway_v1_publisher, 7);
+
+/**
  * PublisherService lets internal backends push messages to the browsers
  * subscribed to a topic. HTTP routes are mapped in publisher_http.yaml
  * (grpc-gateway's grpc_api_configuration), not with google.api.http options,
@@ -194,6 +328,17 @@ export const PublisherService: GenService<{
     methodKind: "unary";
     input: typeof ListSubscribersRequestSchema;
     output: typeof ListSubscribersResponseSchema;
+  },
+  /**
+   * History returns the retained messages of a topic after a position,
+   * oldest first: what a client that was away can catch up on.
+   *
+   * @generated from rpc wsgateway.v1.PublisherService.History
+   */
+  history: {
+    methodKind: "unary";
+    input: typeof HistoryRequestSchema;
+    output: typeof HistoryResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_wsgateway_v1_publisher, 0);
