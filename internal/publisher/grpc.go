@@ -20,12 +20,12 @@ import (
 	"github.com/wsgateway/wsgateway/internal/auth"
 )
 
-// NewGRPCServer returns a gRPC server with cfg.Service, grpc.health.v1
+// newGRPCServer returns a gRPC server with cfg.Service, grpc.health.v1
 // (reported through hs) and server reflection registered. Every call,
 // including the ones the REST facade forwards, passes the same
 // interceptors: it gets a request id, is authenticated (when cfg.APIKeys is
 // set), measured (when cfg.Metrics is set) and logged.
-func NewGRPCServer(cfg Config, hs *health.Server) *grpc.Server {
+func newGRPCServer(cfg Config, hs *health.Server) *grpc.Server {
 	log := slog.New(NewRequestIDHandler(cfg.Log.Handler()))
 	unary := []grpc.UnaryServerInterceptor{assignRequestIDs()}
 	if cfg.Metrics != nil {
@@ -63,7 +63,7 @@ func NewGRPCServer(cfg Config, hs *health.Server) *grpc.Server {
 }
 
 // logCalls logs one line per call, with its request id (log's handler is a
-// RequestIDHandler). Payloads are never logged: they are the backends'
+// wrapped with RequestIDField). Payloads are never logged: they are the backends'
 // data, not ours.
 func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {

@@ -7,6 +7,8 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/wsgateway/wsgateway/internal/logctx"
 )
 
 // RequestIDKey is the gRPC metadata key of a call's request id, in both
@@ -62,36 +64,14 @@ func usableRequestID(id string) bool {
 	return true
 }
 
-// RequestIDHandler is a slog.Handler that adds request_id to every record
-// logged with the context of a call, so that the lines the fan-out logs
-// during a publish can be told apart from another publish's.
-type RequestIDHandler struct {
-	slog.Handler
-}
+// RequestIDField is the request id as a log attribute: a logger wrapped
+// with it (logctx.Wrap) tags every line logged during a call with
+// request_id, so that the lines the fan-out logs during a publish can be
+// told apart from another publish's.
+var RequestIDField = logctx.Field{Key: "request_id", From: RequestID}
 
-// NewRequestIDHandler wraps h. It returns h itself if h is already a
-// RequestIDHandler, so wrapping twice does not log the id twice.
-func NewRequestIDHandler(h slog.Handler) *RequestIDHandler {
-	if r, ok := h.(*RequestIDHandler); ok {
-		return r
-	}
-	return &RequestIDHandler{h}
-}
-
-// Handle implements slog.Handler.
-func (h *RequestIDHandler) Handle(ctx context.Context, r slog.Record) error {
-	if id := RequestID(ctx); id != "" {
-		r.AddAttrs(slog.String("request_id", id))
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-// WithAttrs implements slog.Handler.
-func (h *RequestIDHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return &RequestIDHandler{h.Handler.WithAttrs(attrs)}
-}
-
-// WithGroup implements slog.Handler.
-func (h *RequestIDHandler) WithGroup(name string) slog.Handler {
-	return &RequestIDHandler{h.Handler.WithGroup(name)}
+// NewRequestIDHandler wraps h with RequestIDField; wrapping twice logs the
+// id once.
+func NewRequestIDHandler(h slog.Handler) slog.Handler {
+	return logctx.Wrap(h, RequestIDField)
 }

@@ -31,7 +31,7 @@ func TestUsableRequestID(t *testing.T) {
 	}
 }
 
-// Wrapping twice, as a main and NewGRPCServer both do, logs the id once;
+// Wrapping twice, as a main and newGRPCServer both do, logs the id once;
 // loggers derived with With keep adding it; a record logged outside a call
 // gets none.
 func TestRequestIDHandler(t *testing.T) {
