@@ -19,11 +19,11 @@ import (
 // requestIDHeader is RequestIDKey's HTTP header.
 const requestIDHeader = "X-Request-Id"
 
-// DialGRPC connects the REST facade to the gRPC server at addr. The facade
+// dialGRPC connects the REST facade to the gRPC server at addr. The facade
 // goes through the gRPC port rather than calling the service in-process
 // (RegisterPublisherServiceHandlerServer) because the in-process path skips
 // interceptors: REST must get the same logging, validation and auth.
-func DialGRPC(addr string) (*grpc.ClientConn, error) {
+func dialGRPC(addr string) (*grpc.ClientConn, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		return nil, fmt.Errorf("dial gRPC %s: %w", addr, err)
@@ -33,15 +33,15 @@ func DialGRPC(addr string) (*grpc.ClientConn, error) {
 
 // grpc-gateway's query parameter parser is one per process, whatever mux
 // the option is given to: set it once, before any gateway serves, rather
-// than in NewGateway, where two gateways built at once would race on it.
+// than in newGateway, where two gateways built at once would race on it.
 func init() {
 	runtime.NewServeMux(runtime.SetQueryParameterParser(&queryParser{}))
 }
 
-// NewGateway returns the REST facade (/v1/...) forwarding to conn. With
+// newGateway returns the REST facade (/v1/...) forwarding to conn. With
 // apiKeys, a caller without one of them is refused before its body is
 // read; the gRPC server checks the key again, as for any call.
-func NewGateway(ctx context.Context, conn *grpc.ClientConn, apiKeys []string) (http.Handler, error) {
+func newGateway(ctx context.Context, conn *grpc.ClientConn, apiKeys []string) (http.Handler, error) {
 	mux := runtime.NewServeMux(
 		// The contract: lowerCamelCase JSON with zero counts emitted.
 		runtime.WithMarshalerOption(runtime.MIMEWildcard, restJSON{&runtime.JSONPb{

@@ -58,14 +58,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if len(cfg.APIKeys) == 0 {
 		cfg.Log.Warn("PUBLISHER AUTH IS OFF: API_KEYS is unset, so anyone who can reach the gRPC and HTTP ports may publish to any topic")
 	}
-	grpcSrv := NewGRPCServer(cfg, hs)
+	grpcSrv := newGRPCServer(cfg, hs)
 
-	conn, err := DialGRPC(cfg.GRPC.Addr().String())
+	conn, err := dialGRPC(cfg.GRPC.Addr().String())
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	gw, err := NewGateway(ctx, conn, cfg.APIKeys)
+	gw, err := newGateway(ctx, conn, cfg.APIKeys)
 	if err != nil {
 		return err
 	}
