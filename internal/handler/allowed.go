@@ -2,12 +2,12 @@ package handler
 
 import "strings"
 
-// Allowed reports whether a connection granted patterns may subscribe to
+// allowed reports whether a connection granted patterns may subscribe to
 // topic. A pattern is an exact topic name, or a prefix ending in "*" ("*"
 // alone grants every topic). nil patterns mean the connection was admitted
 // without a grant (connect auth off) and may subscribe to anything; an empty,
 // non-nil list grants nothing.
-func Allowed(patterns []string, topic string) bool {
+func allowed(patterns []string, topic string) bool {
 	if patterns == nil {
 		return true
 	}

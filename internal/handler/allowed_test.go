@@ -28,8 +28,8 @@ func TestAllowed(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if got := Allowed(tt.patterns, tt.topic); got != tt.want {
-				t.Errorf("Allowed(%q, %q) = %v, want %v", tt.patterns, tt.topic, got, tt.want)
+			if got := allowed(tt.patterns, tt.topic); got != tt.want {
+				t.Errorf("allowed(%q, %q) = %v, want %v", tt.patterns, tt.topic, got, tt.want)
 			}
 		})
 	}

@@ -145,3 +145,57 @@ func TestConfigureCallTimeout(t *testing.T) {
 		t.Errorf("NewRoutes: CallTimeout = %v, want the default %v", r.CallTimeout, DefaultCallTimeout)
 	}
 }
+
+// On AWS the incoming deadline is the function's timeout, which CALL_TIMEOUT
+// matches by default: a route call gives up DeadlineMargin before it, so
+// that a function stuck on a stalled store still answers (an error frame,
+// a 500) instead of being killed mid-call. A call arriving with less than
+// twice the margin left keeps half of what is left.
+func TestRoutesAnswerBeforeTheIncomingDeadline(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		left time.Duration // before the incoming deadline
+		want time.Duration // of it still left when the route has answered
+	}{
+		{"a function's timeout", 2*DeadlineMargin + 500*time.Millisecond, DeadlineMargin},
+		{"little time left", DeadlineMargin, DeadlineMargin / 2},
+	} {
+		for _, route := range []struct {
+			name string
+			call func(*Routes, context.Context) (events.APIGatewayProxyResponse, error)
+			ok   func(outcome) bool
+		}{
+			{"$connect", func(r *Routes, ctx context.Context) (events.APIGatewayProxyResponse, error) {
+				return r.Connect(ctx, decodeEvent(t, connectEvent))
+			}, func(o outcome) bool { return o.resp.StatusCode == http.StatusInternalServerError }},
+			{"subscribe", func(r *Routes, ctx context.Context) (events.APIGatewayProxyResponse, error) {
+				return r.Subscribe(ctx, message(t, "subscribe", `{"action":"subscribe","topic":"news"}`))
+			}, func(o outcome) bool {
+				f := answered(t, o.resp, o.err)
+				return f.Type == wsproto.TypeError && f.Code == wsproto.CodeUnavailable
+			}},
+		} {
+			t.Run(tc.name+"/"+route.name, func(t *testing.T) {
+				t.Parallel()
+				r := NewRoutes(stalled{}, discard())
+				r.CallTimeout = tc.left // as long as the function's timeout: the default on AWS
+				ctx, cancel := context.WithTimeout(context.Background(), tc.left)
+				defer cancel()
+				deadline, _ := ctx.Deadline()
+				o := within(t, 10*time.Second, func() outcome {
+					resp, err := route.call(r, ctx)
+					return outcome{resp, err}
+				})
+				left := time.Until(deadline)
+				// Scheduling may eat a little of the margin, never most of it.
+				if left < tc.want*8/10 || left > tc.want+100*time.Millisecond {
+					t.Errorf("answered with %v of the incoming deadline left, want about %v", left, tc.want)
+				}
+				if !route.ok(o) {
+					t.Errorf("outcome = %+v, want the route's answer to a store that did not answer in time", o)
+				}
+			})
+		}
+	}
+}

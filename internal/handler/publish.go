@@ -16,9 +16,10 @@ import (
 	"github.com/wsgateway/wsgateway/internal/fanout"
 )
 
-// Publisher delivers one message to every subscriber of its topic;
-// *fanout.Fanout is the real one.
-type Publisher interface {
+// Executor publishes one message to every subscriber of its topic;
+// *fanout.Fanout is the implementation. The publisher service consumes the
+// same interface under the same name (publisher.Executor).
+type Executor interface {
 	Publish(ctx context.Context, m fanout.Message) (fanout.Result, error)
 }
 
@@ -41,12 +42,12 @@ type PublishResponse struct {
 // Publish is the publish Lambda: backends invoke it
 // directly, or through an SQS queue, with the same request.
 type Publish struct {
-	pub Publisher
+	pub Executor
 	log *slog.Logger
 }
 
 // NewPublish returns the publish handler over p.
-func NewPublish(p Publisher, log *slog.Logger) *Publish {
+func NewPublish(p Executor, log *slog.Logger) *Publish {
 	return &Publish{pub: p, log: log}
 }
 

@@ -37,7 +37,7 @@ const DefaultMaxSubscriptions = 100
 // Grant is what a $connect request proved it may do.
 type Grant struct {
 	Subject string
-	// Topics are topic names and "prefix*" patterns (see Allowed); nil
+	// Topics are topic names and "prefix*" patterns (see allowed); nil
 	// grants every topic.
 	Topics []string
 }
@@ -64,8 +64,8 @@ type Routes struct {
 	// CallTimeout bounds each route call (CALL_TIMEOUT), so that a stalled
 	// store yields an error the client can act on, not a call that hangs
 	// until API Gateway gives up on it. An earlier deadline of the incoming
-	// context (on AWS, the function's own) still wins. Zero or less means
-	// DefaultCallTimeout.
+	// context (on AWS, the function's own), less DeadlineMargin, still
+	// wins. Zero or less means DefaultCallTimeout.
 	CallTimeout time.Duration
 }
 
@@ -77,12 +77,25 @@ func NewRoutes(s Connections, log *slog.Logger) *Routes {
 	return &Routes{Store: s, Log: log, Now: time.Now, MaxSubscriptions: DefaultMaxSubscriptions, CallTimeout: DefaultCallTimeout}
 }
 
-// withDeadline bounds one route call by CallTimeout; context.WithTimeout
-// keeps the incoming deadline when it is the earlier one.
+// DeadlineMargin is how long before the incoming deadline (on AWS, the
+// function's timeout) a route call gives up, so that it still has time to
+// answer its error frame or status. Without it, CALL_TIMEOUT and the
+// function's timeout, both 10 s by default, would end together, and Lambda
+// would kill a function waiting on a stalled store before it could answer.
+const DeadlineMargin = time.Second
+
+// withDeadline bounds one route call by CallTimeout, and by the incoming
+// deadline less a margin: DeadlineMargin, or half the time left when that
+// is shorter, so that a call arriving close to its deadline still gets
+// some of it.
 func (r *Routes) withDeadline(ctx context.Context) (context.Context, context.CancelFunc) {
 	d := r.CallTimeout
 	if d <= 0 {
 		d = DefaultCallTimeout
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		d = min(d, left-min(DeadlineMargin, left/2))
 	}
 	return context.WithTimeout(ctx, d)
 }
@@ -159,7 +172,7 @@ func (r *Routes) Subscribe(ctx context.Context, req events.APIGatewayWebsocketPr
 			return nil, err
 		}
 		for _, t := range topics {
-			if !Allowed(c.AllowedTopics, t) {
+			if !allowed(c.AllowedTopics, t) {
 				return nil, &wsproto.FrameError{Code: wsproto.CodeForbidden, Message: fmt.Sprintf("this connection may not subscribe to %q", t)}
 			}
 		}

@@ -11,10 +11,10 @@ import (
 	"github.com/wsgateway/wsgateway/internal/config"
 )
 
-// TokenAuth returns an Authenticate func that requires a valid connect
+// tokenAuth returns an Authenticate func that requires a valid connect
 // token in $connect's "token" query parameter (browsers cannot set headers
 // on a WebSocket).
-func TokenAuth(tokens *auth.Tokens) func(context.Context, events.APIGatewayWebsocketProxyRequest) (Grant, error) {
+func tokenAuth(tokens *auth.Tokens) func(context.Context, events.APIGatewayWebsocketProxyRequest) (Grant, error) {
 	return func(_ context.Context, req events.APIGatewayWebsocketProxyRequest) (Grant, error) {
 		c, err := tokens.Verify(req.QueryStringParameters["token"])
 		if err != nil {
@@ -41,5 +41,5 @@ func (r *Routes) Configure(cfg config.Config) {
 		r.Log.Warn("CONNECT AUTH IS OFF: CONNECT_TOKEN_SECRET is unset, so any client may connect and subscribe to any topic")
 		return
 	}
-	r.Authenticate = TokenAuth(auth.NewTokens(cfg.ConnectTokenSecret, time.Now))
+	r.Authenticate = tokenAuth(auth.NewTokens(cfg.ConnectTokenSecret, time.Now))
 }

@@ -22,7 +22,7 @@ func TestTokenAuth(t *testing.T) {
 		}
 		return tok
 	}
-	check := TokenAuth(tokens)
+	check := tokenAuth(tokens)
 	req := func(token string) events.APIGatewayWebsocketProxyRequest {
 		return events.APIGatewayWebsocketProxyRequest{QueryStringParameters: map[string]string{"token": token}}
 	}
@@ -33,7 +33,7 @@ func TestTokenAuth(t *testing.T) {
 	}
 	// No topics claim must grant nothing, not everything.
 	g, err = check(context.Background(), req(mint(nil)))
-	if err != nil || g.Topics == nil || Allowed(g.Topics, "anything") {
+	if err != nil || g.Topics == nil || allowed(g.Topics, "anything") {
 		t.Errorf("token without topics: %+v, %v; want a grant of no topic", g, err)
 	}
 	if _, err := check(context.Background(), events.APIGatewayWebsocketProxyRequest{}); !errors.Is(err, auth.ErrInvalidToken) {
