@@ -27,6 +27,7 @@ import (
 
 	"github.com/aws/aws-lambda-go/events"
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 )
 
 // Handler is a Lambda handler for a WebSocket route, called in-process.
@@ -110,7 +111,7 @@ type Emulator struct {
 	maxDuration  time.Duration
 	writeTimeout time.Duration
 	latency      time.Duration
-	quota        *bucket // nil: unlimited
+	quota        *rate.Limiter // nil: unlimited
 	faults       Faults
 	callDice     *dice // nil: no management call fails on purpose
 	endDice      *dice // nil: every $disconnect fires
@@ -139,7 +140,7 @@ func New(cfg Config) *Emulator {
 		maxDuration:  cmp.Or(cfg.MaxConnectionDuration, defaultMaxConnectionDuration),
 		writeTimeout: cmp.Or(cfg.WriteTimeout, defaultWriteTimeout),
 		latency:      cfg.ManagementLatency,
-		quota:        newBucket(cfg.Quota),
+		quota:        newQuota(cfg.Quota),
 		faults:       f,
 		callDice:     newDice(f.Throttle+f.ServerError, f.Seed, 1),
 		endDice:      newDice(f.LoseDisconnect, f.Seed, 2),

@@ -1,13 +1,14 @@
 package emulator
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Faults makes the emulator fail on purpose, the way AWS does now and then,
@@ -103,50 +104,12 @@ func (d *dice) roll() float64 {
 	return d.rng.Float64()
 }
 
-// bucket is a token bucket, the algorithm AWS documents for its account
-// throttle.
-type bucket struct {
-	rate  float64 // tokens per second
-	burst float64
-
-	mu     sync.Mutex
-	tokens float64
-	last   time.Time
-}
-
-// newBucket returns a full bucket, or nil for no quota.
-func newBucket(q Quota) *bucket {
+// newQuota returns the account's token bucket, full, or nil for no quota
+// so that an unlimited emulator costs nothing per call. x/time/rate's
+// Limiter is the same algorithm AWS documents for its account throttle.
+func newQuota(q Quota) *rate.Limiter {
 	if q.Rate == 0 {
 		return nil
 	}
-	return &bucket{rate: q.Rate, burst: float64(q.Burst), tokens: float64(q.Burst), last: time.Now()}
-}
-
-// take spends a token if there is one at now.
-func (b *bucket) take(now time.Time) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if now.After(b.last) {
-		b.tokens = min(b.burst, b.tokens+now.Sub(b.last).Seconds()*b.rate)
-		b.last = now
-	}
-	if b.tokens < 1 {
-		return false
-	}
-	b.tokens--
-	return true
-}
-
-// pause waits for d, or less if ctx ends first, and reports whether the
-// whole wait passed. Each request waits on its own goroutine, so latency
-// delays calls without queueing them.
-func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return rate.NewLimiter(rate.Limit(q.Rate), q.Burst)
 }

@@ -9,8 +9,8 @@ import (
 // burst passes at once, then calls pass at the rate.
 func TestBucketRefills(t *testing.T) {
 	t.Parallel()
-	b := newBucket(Quota{Rate: 10, Burst: 3}) // a token every 100 ms
-	start := b.last
+	b := newQuota(Quota{Rate: 10, Burst: 3}) // a token every 100 ms
+	start := time.Unix(1e9, 0)
 	at := func(d time.Duration) time.Time { return start.Add(d) }
 
 	steps := []struct {
@@ -29,16 +29,16 @@ func TestBucketRefills(t *testing.T) {
 		{time.Hour - time.Second, false}, // a clock going back refills nothing
 	}
 	for i, s := range steps {
-		if got := b.take(at(s.at)); got != s.pass {
-			t.Errorf("step %d at +%v: take = %v, want %v", i, s.at, got, s.pass)
+		if got := b.AllowN(at(s.at), 1); got != s.pass {
+			t.Errorf("step %d at +%v: AllowN = %v, want %v", i, s.at, got, s.pass)
 		}
 	}
 }
 
 func TestNoQuotaIsNoBucket(t *testing.T) {
 	t.Parallel()
-	if b := newBucket(Quota{}); b != nil {
-		t.Errorf("newBucket(zero) = %+v, want nil: no quota must cost nothing", b)
+	if b := newQuota(Quota{}); b != nil {
+		t.Errorf("newQuota(zero) = %+v, want nil: no quota must cost nothing", b)
 	}
 	if d := newDice(0, 1, 1); d != nil {
 		t.Errorf("newDice(0) = %+v, want nil: no faults must cost nothing", d)

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	smithytime "github.com/aws/smithy-go/time"
 	"github.com/coder/websocket"
 )
 
@@ -21,7 +22,9 @@ import (
 // each result and error, and support asks for it.
 func (e *Emulator) manage(w http.ResponseWriter, r *http.Request, path string, staged bool) {
 	w.Header().Set("X-Amzn-Requestid", newRequestID())
-	if e.latency > 0 && !pause(r.Context(), e.latency) {
+	// Each request waits on its own goroutine, so latency delays calls
+	// without queueing them.
+	if e.latency > 0 && smithytime.SleepWithContext(r.Context(), e.latency) != nil {
 		return // the caller has gone
 	}
 	// Signatures are required but not verified: the emulator knows no keys.
@@ -36,7 +39,7 @@ func (e *Emulator) manage(w http.ResponseWriter, r *http.Request, path string, s
 		writeErrorBody(w, http.StatusForbidden, "ForbiddenException", forbiddenBody)
 		return
 	}
-	if e.quota != nil && !e.quota.take(time.Now()) {
+	if e.quota != nil && !e.quota.Allow() {
 		writeThrottled(w)
 		return
 	}

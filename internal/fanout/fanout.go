@@ -17,6 +17,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	smithytime "github.com/aws/smithy-go/time"
+
 	"github.com/wsgateway/wsgateway/internal/apigw"
 	"github.com/wsgateway/wsgateway/internal/store"
 	"github.com/wsgateway/wsgateway/internal/wsproto"
@@ -170,10 +172,10 @@ func New(subs Subscribers, poster Poster, opts Options) *Fanout {
 	return &Fanout{subs: subs, poster: poster, opts: opts, flow: newFlow(opts.Concurrency)}
 }
 
-// Validate reports what is wrong with m, if anything, wrapping ErrInvalid.
-// Publish calls it too; it is exported so that an edge can refuse early.
-// It cannot see the envelope limit, which depends on the encoded envelope.
-func Validate(m Message) error {
+// validate reports what is wrong with m, if anything, wrapping ErrInvalid,
+// before Publish reads or posts anything. It cannot see the envelope
+// limit, which depends on the encoded envelope.
+func validate(m Message) error {
 	if err := wsproto.ValidateTopic(m.Topic); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -224,7 +226,7 @@ func Validate(m Message) error {
 func (f *Fanout) Publish(ctx context.Context, m Message) (res Result, err error) {
 	start := time.Now()
 	defer func() { f.opts.Observer.PublishDone(res, err, time.Since(start)) }()
-	if err := Validate(m); err != nil {
+	if err := validate(m); err != nil {
 		return Result{}, err
 	}
 	id := f.opts.NewID()
@@ -386,7 +388,7 @@ func (p *publish) deliver(ctx context.Context, connID string) outcome {
 			return failed
 		}
 		p.opts.Observer.Retry()
-		if !sleep(ctx, p.backoff(attempt)) {
+		if smithytime.SleepWithContext(ctx, p.backoff(attempt)) != nil {
 			return failed
 		}
 	}
@@ -437,18 +439,6 @@ func (p *publish) backoff(attempt int) time.Duration {
 		ceiling *= 2
 	}
 	return rand.N(min(ceiling, p.opts.MaxBackoff))
-}
-
-// sleep waits d or until ctx ends, reporting whether it waited d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // lookupError makes a failed subscriber read one the edge can map: ctx's own

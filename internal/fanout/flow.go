@@ -6,6 +6,8 @@ import (
 	"math"
 	"sync"
 	"time"
+
+	smithytime "github.com/aws/smithy-go/time"
 )
 
 // The flow's constants are properties of the method, not of a machine.
@@ -78,7 +80,7 @@ const (
 type flow struct {
 	maxWindow int
 	now       func() time.Time
-	sleep     func(context.Context, time.Duration) bool
+	sleep     func(context.Context, time.Duration) error // a test's fake clock replaces it
 
 	mu     sync.Mutex
 	window int
@@ -130,7 +132,7 @@ type round struct {
 }
 
 func newFlow(maxWindow int) *flow {
-	f := &flow{maxWindow: maxWindow, now: time.Now, sleep: sleep, full: make(map[string]lastThrottle)}
+	f := &flow{maxWindow: maxWindow, now: time.Now, sleep: smithytime.SleepWithContext, full: make(map[string]lastThrottle)}
 	f.window = min(minWindow, maxWindow)
 	f.round.start = f.now()
 	return f
@@ -171,7 +173,7 @@ func (f *flow) acquire(ctx context.Context) (ticket, bool) {
 		}
 	}
 	f.mu.Unlock()
-	ok := wait <= 0 || f.sleep(ctx, wait)
+	ok := wait <= 0 || f.sleep(ctx, wait) == nil
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if !ok {

@@ -46,9 +46,9 @@ func newSim(t *testing.T, rtt time.Duration, rate, burst float64, nth int) *sim 
 	s.last = s.now
 	s.f = newFlow(DefaultConcurrency)
 	s.f.now = func() time.Time { return s.now }
-	s.f.sleep = func(_ context.Context, d time.Duration) bool {
+	s.f.sleep = func(_ context.Context, d time.Duration) error {
 		s.advance(s.now.Add(d))
-		return true
+		return nil
 	}
 	s.f.round.start = s.now
 	return s
