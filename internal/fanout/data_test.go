@@ -33,7 +33,7 @@ func TestCheckData(t *testing.T) {
 	}
 }
 
-// FuzzValidate: whatever Validate accepts encodes into a valid envelope, and
+// FuzzValidate: whatever validate accepts encodes into a valid envelope, and
 // whatever it refuses is refused as ErrInvalid.
 func FuzzValidate(f *testing.F) {
 	f.Add("orders.eu", []byte(`{"id":1}`), "k", "v")
@@ -43,14 +43,14 @@ func FuzzValidate(f *testing.F) {
 	f.Add("t", []byte(`{"a":"\"]]]"}`), strings.Repeat("k", 200), "v")
 	f.Fuzz(func(t *testing.T, topic string, data []byte, key, value string) {
 		m := Message{Topic: topic, Data: data, Attributes: map[string]string{key: value}}
-		if err := Validate(m); err != nil {
+		if err := validate(m); err != nil {
 			if !errors.Is(err, ErrInvalid) {
-				t.Fatalf("Validate error %v does not wrap ErrInvalid", err)
+				t.Fatalf("validate error %v does not wrap ErrInvalid", err)
 			}
 			return
 		}
 		if wsproto.ValidateTopic(topic) != nil || !json.Valid(data) || !utf8.Valid(data) || depth(data) > MaxDataDepth {
-			t.Fatalf("Validate accepted topic %q data %q", topic, data)
+			t.Fatalf("validate accepted topic %q data %q", topic, data)
 		}
 		env, err := wsproto.EncodeMessage(wsproto.Message{Topic: topic, ID: "x", Data: data, Attributes: m.Attributes})
 		if err != nil || !json.Valid(env) {

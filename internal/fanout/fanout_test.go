@@ -367,8 +367,10 @@ func TestValidateAtLimits(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			if err := fanout.Validate(tt.m); err != nil {
-				t.Errorf("Validate: %v", err)
+			api := &mgmtAPI{}
+			got, err := fanout.New(newSubs(tt.m.Topic, 1), newPoster(t, api), testOptions()).Publish(t.Context(), tt.m)
+			if err != nil || got.Delivered != 1 {
+				t.Errorf("Publish = %+v, %v; want it delivered", got, err)
 			}
 		})
 	}
