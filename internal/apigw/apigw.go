@@ -111,33 +111,6 @@ func (c *Client) DeleteConnection(ctx context.Context, connectionID string) erro
 	return classify(err)
 }
 
-// Info is what API Gateway knows about a live connection.
-type Info struct {
-	ConnectedAt  time.Time
-	LastActiveAt time.Time
-	SourceIP     string
-	UserAgent    string
-}
-
-// GetConnection describes a live connection, or returns ErrGone.
-func (c *Client) GetConnection(ctx context.Context, connectionID string) (Info, error) {
-	out, err := c.api.GetConnection(ctx, &apigatewaymanagementapi.GetConnectionInput{
-		ConnectionId: aws.String(connectionID),
-	})
-	if err != nil {
-		return Info{}, classify(err)
-	}
-	info := Info{
-		ConnectedAt:  aws.ToTime(out.ConnectedAt),
-		LastActiveAt: aws.ToTime(out.LastActiveAt),
-	}
-	if out.Identity != nil {
-		info.SourceIP = aws.ToString(out.Identity.SourceIp)
-		info.UserAgent = aws.ToString(out.Identity.UserAgent)
-	}
-	return info, nil
-}
-
 // classify wraps err with the sentinel for its kind, keeping the SDK error
 // (operation, status, request id) in the chain for logs. The typed errors
 // come from the x-amzn-ErrorType header; the status code is the fallback for

@@ -253,38 +253,6 @@ func TestDeleteConnection(t *testing.T) {
 	}
 }
 
-func TestGetConnection(t *testing.T) {
-	t.Parallel()
-	rec := &recorder{
-		status: http.StatusOK,
-		body:   `{"connectedAt":"2025-03-01T10:00:00.000Z","identity":{"sourceIp":"203.0.113.7","userAgent":"Mozilla/5.0"},"lastActiveAt":"2025-03-01T10:05:30.000Z"}`,
-	}
-	c := apigw.New(testConfig(), serve(t, rec).URL)
-
-	got, err := c.GetConnection(t.Context(), "conn-1")
-	if err != nil {
-		t.Fatalf("GetConnection: %v", err)
-	}
-	want := apigw.Info{
-		ConnectedAt:  time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC),
-		LastActiveAt: time.Date(2025, 3, 1, 10, 5, 30, 0, time.UTC),
-		SourceIP:     "203.0.113.7",
-		UserAgent:    "Mozilla/5.0",
-	}
-	if !got.ConnectedAt.Equal(want.ConnectedAt) || !got.LastActiveAt.Equal(want.LastActiveAt) ||
-		got.SourceIP != want.SourceIP || got.UserAgent != want.UserAgent {
-		t.Errorf("GetConnection = %+v, want %+v", got, want)
-	}
-	if seen := rec.requests(); len(seen) != 1 || seen[0].method != http.MethodGet || seen[0].path != "/@connections/conn-1" {
-		t.Errorf("requests = %+v, want one GET /@connections/conn-1", seen)
-	}
-
-	rec2 := &recorder{status: http.StatusGone, errorType: "GoneException", body: `{}`}
-	if _, err := apigw.New(testConfig(), serve(t, rec2).URL).GetConnection(t.Context(), "conn-1"); !errors.Is(err, apigw.ErrGone) {
-		t.Errorf("GetConnection of a gone connection: err = %v, want ErrGone", err)
-	}
-}
-
 // Concurrent posts reuse kept-alive connections instead of dialing one per
 // call past the SDK default of 10 idle connections.
 func TestPostReusesConnections(t *testing.T) {
