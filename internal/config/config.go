@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/url"
 	"slices"
@@ -35,6 +36,29 @@ type Config struct {
 	// caller set none (a publish, a WebSocket route), so a stalled store
 	// cannot pin calls without limit.
 	CallTimeout time.Duration
+	// Emulator is what the devstack's emulated API Gateway adds of AWS's
+	// limits (EMULATOR_*); only the devstack reads it.
+	Emulator Emulator
+}
+
+// Emulator rehearses AWS's limits and failures on the devstack: the zero
+// value is an API Gateway that answers at once and never fails.
+type Emulator struct {
+	Latency time.Duration // EMULATOR_LATENCY: added to every management call
+	// Quota is the account's throttle on management calls, in calls per
+	// second (EMULATOR_QUOTA; 0: none), with QuotaBurst calls allowed at
+	// once (EMULATOR_QUOTA_BURST; half of Quota when unset, AWS's ratio).
+	Quota      float64
+	QuotaBurst int
+	// Throttle and ServerError are the fractions of management calls
+	// answered 429 and 500 (EMULATOR_FAULT_THROTTLE,
+	// EMULATOR_FAULT_SERVER_ERROR); LoseDisconnect the fraction of ended
+	// connections whose $disconnect never fires
+	// (EMULATOR_FAULT_LOSE_DISCONNECT).
+	Throttle, ServerError, LoseDisconnect float64
+	// Seed seeds the faults' draws, so that a run can be repeated
+	// (EMULATOR_FAULT_SEED).
+	Seed uint64
 }
 
 // Setting documents one environment variable for -h output and the README.
@@ -55,6 +79,13 @@ var Settings = []Setting{
 	{"CONNECT_TOKEN_SECRET", "", "HMAC secret of connect tokens; empty: connect auth off"},
 	{"MAX_SUBSCRIPTIONS_PER_CONNECTION", "100", "subscriptions one WebSocket connection may hold"},
 	{"CALL_TIMEOUT", "10s", "deadline of a publisher call or WebSocket route call whose caller set none (Go duration)"},
+	{"EMULATOR_LATENCY", "0s", "devstack: added to every management API call, as the round trip to AWS (Go duration)"},
+	{"EMULATOR_QUOTA", "0", "devstack: account throttle on management API calls, calls/s (AWS: 10000); 0: none"},
+	{"EMULATOR_QUOTA_BURST", "", "devstack: calls the throttle allows at once; unset: half of EMULATOR_QUOTA, as on AWS"},
+	{"EMULATOR_FAULT_THROTTLE", "0", "devstack: fraction (0-1) of management API calls answered 429"},
+	{"EMULATOR_FAULT_SERVER_ERROR", "0", "devstack: fraction (0-1) of management API calls answered 500"},
+	{"EMULATOR_FAULT_LOSE_DISCONNECT", "0", "devstack: fraction (0-1) of ended connections whose $disconnect never fires"},
+	{"EMULATOR_FAULT_SEED", "0", "devstack: seed of the faults' draws: the same seed, the same faults"},
 }
 
 // Load reads the settings through getenv (os.Getenv in mains, a map in
@@ -105,6 +136,9 @@ func Load(getenv func(string) string) (Config, error) {
 	} else {
 		c.CallTimeout = d
 	}
+	var emuErrs []error
+	c.Emulator, emuErrs = loadEmulator(get, getenv("EMULATOR_QUOTA_BURST") != "")
+	errs = append(errs, emuErrs...)
 	for _, a := range []struct{ name, v string }{{"WS_ADDR", c.WSAddr}, {"GRPC_ADDR", c.GRPCAddr}, {"HTTP_ADDR", c.HTTPAddr}} {
 		if _, _, err := net.SplitHostPort(a.v); err != nil {
 			errs = append(errs, fmt.Errorf("%s=%q: want host:port: %v", a.name, a.v, err))
@@ -127,6 +161,60 @@ func Load(getenv func(string) string) (Config, error) {
 		}
 	}
 	return c, errors.Join(errs...)
+}
+
+// loadEmulator reads and checks the EMULATOR_* settings; burstSet tells an
+// unset EMULATOR_QUOTA_BURST, which follows EMULATOR_QUOTA, from one set.
+func loadEmulator(get func(string) string, burstSet bool) (Emulator, []error) {
+	var e Emulator
+	var errs []error
+	if d, err := time.ParseDuration(get("EMULATOR_LATENCY")); err != nil || d < 0 || d > time.Minute {
+		errs = append(errs, fmt.Errorf("EMULATOR_LATENCY=%q: want a Go duration from 0 to 1m, e.g. 20ms", get("EMULATOR_LATENCY")))
+	} else {
+		e.Latency = d
+	}
+	if q, err := strconv.ParseFloat(get("EMULATOR_QUOTA"), 64); err != nil || !(q >= 0 && q <= 1e9) {
+		errs = append(errs, fmt.Errorf("EMULATOR_QUOTA=%q: want calls per second (AWS's default is 10000), or 0 for no throttle", get("EMULATOR_QUOTA")))
+	} else {
+		e.Quota = q
+	}
+	switch raw := get("EMULATOR_QUOTA_BURST"); {
+	case !burstSet:
+		if e.Quota > 0 {
+			e.QuotaBurst = max(1, int(math.Ceil(e.Quota/2)))
+		}
+	case e.Quota == 0:
+		errs = append(errs, fmt.Errorf("EMULATOR_QUOTA_BURST=%q is set without an EMULATOR_QUOTA", raw))
+	default:
+		if n, err := strconv.Atoi(raw); err != nil || n < 1 {
+			errs = append(errs, fmt.Errorf("EMULATOR_QUOTA_BURST=%q: want a whole number of calls, at least 1", raw))
+		} else {
+			e.QuotaBurst = n
+		}
+	}
+	for _, f := range []struct {
+		name string
+		to   *float64
+	}{
+		{"EMULATOR_FAULT_THROTTLE", &e.Throttle},
+		{"EMULATOR_FAULT_SERVER_ERROR", &e.ServerError},
+		{"EMULATOR_FAULT_LOSE_DISCONNECT", &e.LoseDisconnect},
+	} {
+		if v, err := strconv.ParseFloat(get(f.name), 64); err != nil || !(v >= 0 && v <= 1) {
+			errs = append(errs, fmt.Errorf("%s=%q: want a fraction from 0 to 1, e.g. 0.01", f.name, get(f.name)))
+		} else {
+			*f.to = v
+		}
+	}
+	if e.Throttle+e.ServerError > 1 {
+		errs = append(errs, fmt.Errorf("EMULATOR_FAULT_THROTTLE + EMULATOR_FAULT_SERVER_ERROR is %v: more than every call", e.Throttle+e.ServerError))
+	}
+	if n, err := strconv.ParseUint(get("EMULATOR_FAULT_SEED"), 10, 64); err != nil {
+		errs = append(errs, fmt.Errorf("EMULATOR_FAULT_SEED=%q: want a whole number from 0", get("EMULATOR_FAULT_SEED")))
+	} else {
+		e.Seed = n
+	}
+	return e, errs
 }
 
 // MinSecretLength is the shortest CONNECT_TOKEN_SECRET accepted.

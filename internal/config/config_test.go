@@ -132,3 +132,41 @@ func TestUsageListsTheNamedSettings(t *testing.T) {
 	}()
 	Usage("x", "NO_SUCH_SETTING")
 }
+
+// The devstack's EMULATOR_* settings: parsed when sensible, the burst
+// following the quota as AWS's does, every problem reported by name.
+func TestLoadEmulator(t *testing.T) {
+	t.Parallel()
+	load := func(env map[string]string) (Config, error) {
+		return Load(func(k string) string { return env[k] })
+	}
+	c, err := load(map[string]string{
+		"EMULATOR_LATENCY": "20ms", "EMULATOR_QUOTA": "100", "EMULATOR_FAULT_THROTTLE": "0.1",
+		"EMULATOR_FAULT_SERVER_ERROR": "0.05", "EMULATOR_FAULT_LOSE_DISCONNECT": "1", "EMULATOR_FAULT_SEED": "7",
+	})
+	want := Emulator{Latency: 20 * time.Millisecond, Quota: 100, QuotaBurst: 50, Throttle: 0.1, ServerError: 0.05, LoseDisconnect: 1, Seed: 7}
+	if err != nil || c.Emulator != want {
+		t.Errorf("Load = %+v, %v; want %+v", c.Emulator, err, want)
+	}
+	if c, err := load(map[string]string{"EMULATOR_QUOTA": "1", "EMULATOR_QUOTA_BURST": "3"}); err != nil || c.Emulator.QuotaBurst != 3 {
+		t.Errorf("EMULATOR_QUOTA_BURST=3: Load = %+v, %v", c.Emulator, err)
+	}
+	if c, err := load(map[string]string{"EMULATOR_QUOTA": "1"}); err != nil || c.Emulator.QuotaBurst != 1 {
+		t.Errorf("EMULATOR_QUOTA=1: burst %d, %v; want 1, or no call would pass", c.Emulator.QuotaBurst, err)
+	}
+
+	_, err = load(map[string]string{
+		"EMULATOR_LATENCY": "-1s", "EMULATOR_QUOTA": "NaN", "EMULATOR_QUOTA_BURST": "5",
+		"EMULATOR_FAULT_THROTTLE": "0.7", "EMULATOR_FAULT_SERVER_ERROR": "0.7", "EMULATOR_FAULT_LOSE_DISCONNECT": "2",
+		"EMULATOR_FAULT_SEED": "-1",
+	})
+	if err == nil {
+		t.Fatal("Load accepted invalid EMULATOR_* settings")
+	}
+	lines := strings.Split(err.Error(), "\n")
+	for _, name := range []string{"EMULATOR_LATENCY", "EMULATOR_QUOTA=", "EMULATOR_QUOTA_BURST", "EMULATOR_FAULT_THROTTLE + EMULATOR_FAULT_SERVER_ERROR", "EMULATOR_FAULT_LOSE_DISCONNECT", "EMULATOR_FAULT_SEED"} {
+		if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, name) }) {
+			t.Errorf("no line about %s in:\n%v", name, err)
+		}
+	}
+}
