@@ -21,19 +21,33 @@ const repoRoot = "../.."
 // repository; the test substitutes this checkout.
 const clonePath = "/path/to/wsgateway"
 
+// exampleDocs hold the publish examples: the README shows the calls,
+// docs/publishing.md the project setup each one needs.
+var exampleDocs = []string{"README.md", "docs/publishing.md"}
+
 // TestReadmePublishExamples runs the README's publish examples as written,
-// each against its own devstack and from a directory outside the
-// repository, as a reader's own project would, and checks that a subscribed
-// browser gets the message: if an example or its setup rots, this fails.
+// with their setup from docs/publishing.md, each against its own devstack
+// and from a directory outside the repository, as a reader's own project
+// would, and checks that a subscribed browser gets the message: if an
+// example or its setup rots, this fails.
 func TestReadmePublishExamples(t *testing.T) {
 	t.Parallel()
-	readme, err := os.ReadFile(filepath.Join(repoRoot, "README.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks, err := readmeBlocks(readme)
-	if err != nil {
-		t.Fatalf("README.md: %v", err)
+	blocks := map[string]string{}
+	for _, doc := range exampleDocs {
+		text, err := os.ReadFile(filepath.Join(repoRoot, doc))
+		if err != nil {
+			t.Fatal(err)
+		}
+		found, err := readmeBlocks(text)
+		if err != nil {
+			t.Fatalf("%s: %v", doc, err)
+		}
+		for name, b := range found {
+			if _, dup := blocks[name]; dup {
+				t.Fatalf("%s: a second code block marked readme-test: %s", doc, name)
+			}
+			blocks[name] = b
+		}
 	}
 	root, err := filepath.Abs(repoRoot)
 	if err != nil {
@@ -116,12 +130,12 @@ func printedID(t *testing.T, out string) string {
 	return f[0]
 }
 
-// readmeBlock is the README's code block marked name.
+// readmeBlock is the code block marked name in one of exampleDocs.
 func readmeBlock(t *testing.T, blocks map[string]string, name string) string {
 	t.Helper()
 	b, ok := blocks[name]
 	if !ok {
-		t.Fatalf("README.md has no code block marked <!-- readme-test: %s -->", name)
+		t.Fatalf("none of %s has a code block marked <!-- readme-test: %s -->", strings.Join(exampleDocs, ", "), name)
 	}
 	return b
 }
