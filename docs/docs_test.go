@@ -271,6 +271,9 @@ var citations = []struct {
 func TestNoCitationsOutsideTheRepo(t *testing.T) {
 	t.Parallel()
 	for _, name := range trackedFiles(t) {
+		if name == "docs/docs_test.go" {
+			continue // this file spells out what it looks for
+		}
 		b, err := os.ReadFile(filepath.Join(root, filepath.FromSlash(name)))
 		if err != nil {
 			if os.IsNotExist(err) {
