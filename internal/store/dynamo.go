@@ -7,17 +7,19 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/expression"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/aws/smithy-go"
+	smithytime "github.com/aws/smithy-go/time"
+	"golang.org/x/sync/errgroup"
 )
 
 const (
@@ -182,27 +184,19 @@ func (s *DynamoDB) PutConnection(ctx context.Context, c Connection) error {
 	if err := checkConnectionID(c.ID); err != nil {
 		return err
 	}
-	item := itemKey(connKey(c.ID), connKey(c.ID))
-	item[attrExpiresAt] = number(expiresAt(s.now()))
-	if !c.ConnectedAt.IsZero() {
-		item[attrConnectedAt] = str(formatTime(c.ConnectedAt))
+	item, err := attributevalue.MarshalMapWithOptions(connectionItem{
+		itemKeys:      itemKeys{PK: connKey(c.ID), SK: connKey(c.ID)},
+		ExpiresAt:     expiresAt(s.now()),
+		ConnectedAt:   c.ConnectedAt,
+		Subject:       c.Subject,
+		SourceIP:      c.SourceIP,
+		UserAgent:     c.UserAgent,
+		AllowedTopics: c.AllowedTopics,
+	}, encodeItem)
+	if err != nil {
+		return fmt.Errorf("dynamodb item of connection %q: %w", c.ID, err)
 	}
-	// Empty strings are left out rather than stored: older DynamoDB
-	// emulators refuse them.
-	for name, v := range map[string]string{attrSubject: c.Subject, attrSourceIP: c.SourceIP, attrUserAgent: c.UserAgent} {
-		if v != "" {
-			item[name] = str(v)
-		}
-	}
-	// nil (any topic) is no attribute; empty (no topic) is an empty list.
-	if c.AllowedTopics != nil {
-		list := make([]types.AttributeValue, len(c.AllowedTopics))
-		for i, t := range c.AllowedTopics {
-			list[i] = str(t)
-		}
-		item[attrAllowedTopics] = &types.AttributeValueMemberL{Value: list}
-	}
-	_, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.table, Item: item})
+	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.table, Item: item})
 	return dynamoError(err)
 }
 
@@ -219,33 +213,24 @@ func (s *DynamoDB) GetConnection(ctx context.Context, connectionID string) (Conn
 	if err != nil {
 		return Connection{}, dynamoError(err)
 	}
-	if out.Item == nil || !live(intAttr(out.Item, attrExpiresAt), now) {
+	if out.Item == nil {
 		return Connection{}, fmt.Errorf("connection %q: %w", connectionID, ErrNotFound)
 	}
-	return decodeConnection(connectionID, out.Item)
-}
-
-func decodeConnection(id string, item map[string]types.AttributeValue) (Connection, error) {
-	connectedAt, err := timeAttr(item, attrConnectedAt)
-	if err != nil {
-		return Connection{}, err
+	var item connectionItem
+	if err := attributevalue.UnmarshalMap(out.Item, &item); err != nil {
+		return Connection{}, fmt.Errorf("dynamodb item of connection %q: %w", connectionID, err)
 	}
-	c := Connection{
-		ID:          id,
-		ConnectedAt: connectedAt,
-		Subject:     stringAttr(item, attrSubject),
-		SourceIP:    stringAttr(item, attrSourceIP),
-		UserAgent:   stringAttr(item, attrUserAgent),
+	if !live(item.ExpiresAt, now) {
+		return Connection{}, fmt.Errorf("connection %q: %w", connectionID, ErrNotFound)
 	}
-	if list, ok := item[attrAllowedTopics].(*types.AttributeValueMemberL); ok {
-		c.AllowedTopics = make([]string, 0, len(list.Value))
-		for _, v := range list.Value {
-			if s, ok := v.(*types.AttributeValueMemberS); ok {
-				c.AllowedTopics = append(c.AllowedTopics, s.Value)
-			}
-		}
-	}
-	return c, nil
+	return Connection{
+		ID:            connectionID,
+		ConnectedAt:   item.ConnectedAt,
+		Subject:       item.Subject,
+		SourceIP:      item.SourceIP,
+		UserAgent:     item.UserAgent,
+		AllowedTopics: item.AllowedTopics,
+	}, nil
 }
 
 // DeleteConnection deletes what the byConnection index lists for the
@@ -255,23 +240,29 @@ func (s *DynamoDB) DeleteConnection(ctx context.Context, connectionID string) er
 	if err := checkConnectionID(connectionID); err != nil {
 		return err
 	}
+	expr, err := expression.NewBuilder().
+		WithKeyCondition(expression.Key(attrSK).Equal(expression.Value(connKey(connectionID)))).
+		WithProjection(expression.NamesList(expression.Name(attrPK), expression.Name(attrSK))).
+		Build()
+	if err != nil {
+		return err
+	}
 	var keys []map[string]types.AttributeValue
 	pages := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
 		TableName:                 &s.table,
 		IndexName:                 aws.String(indexByConnection),
-		KeyConditionExpression:    aws.String("#sk = :conn"),
-		ProjectionExpression:      aws.String("#pk, #sk"),
-		ExpressionAttributeNames:  map[string]string{"#pk": attrPK, "#sk": attrSK},
-		ExpressionAttributeValues: map[string]types.AttributeValue{":conn": str(connKey(connectionID))},
+		KeyConditionExpression:    expr.KeyCondition(),
+		ProjectionExpression:      expr.Projection(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
 	})
 	for pages.HasMorePages() {
 		page, err := pages.NextPage(ctx)
 		if err != nil {
 			return dynamoError(err)
 		}
-		for _, item := range page.Items {
-			keys = append(keys, itemKey(stringAttr(item, attrPK), stringAttr(item, attrSK)))
-		}
+		// Projected to pk and sk, each item is the table key to delete.
+		keys = append(keys, page.Items...)
 	}
 	return s.deleteItems(ctx, keys)
 }
@@ -291,19 +282,23 @@ func (s *DynamoDB) Subscribe(ctx context.Context, connectionID string, topics []
 // write; subscribing again costs two and keeps the first subscribedAt.
 func (s *DynamoDB) subscribe(ctx context.Context, connectionID, topic string, now time.Time) error {
 	key := itemKey(topicKey(topic), connKey(connectionID))
-	names := map[string]string{"#at": attrSubscribedAt, "#exp": attrExpiresAt}
-	_, err := s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName: &s.table,
-		Key:       key,
+	at, exp := expression.Name(attrSubscribedAt), expression.Name(attrExpiresAt)
+	subscribedAt, expires := expression.Value(formatTime(now)), expression.Value(expiresAt(now))
+	fresh, err := expression.NewBuilder().
+		WithUpdate(expression.Set(at, subscribedAt).Set(exp, expires)).
 		// New, or expired but not yet deleted by DynamoDB: start afresh.
-		ConditionExpression:      aws.String("attribute_not_exists(#exp) OR #exp <= :now"),
-		UpdateExpression:         aws.String("SET #at = :at, #exp = :exp"),
-		ExpressionAttributeNames: names,
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":at":  str(formatTime(now)),
-			":exp": number(expiresAt(now)),
-			":now": number(now.Unix()),
-		},
+		WithCondition(expression.AttributeNotExists(exp).Or(exp.LessThanEqual(expression.Value(now.Unix())))).
+		Build()
+	if err != nil {
+		return err
+	}
+	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
+		TableName:                 &s.table,
+		Key:                       key,
+		ConditionExpression:       fresh.Condition(),
+		UpdateExpression:          fresh.Update(),
+		ExpressionAttributeNames:  fresh.Names(),
+		ExpressionAttributeValues: fresh.Values(),
 	})
 	var subscribed *types.ConditionalCheckFailedException
 	if !errors.As(err, &subscribed) {
@@ -311,15 +306,18 @@ func (s *DynamoDB) subscribe(ctx context.Context, connectionID, topic string, no
 	}
 	// Live already: push the expiry out. if_not_exists covers an
 	// Unsubscribe that deleted the item since the first write.
+	refresh, err := expression.NewBuilder().
+		WithUpdate(expression.Set(at, expression.IfNotExists(at, subscribedAt)).Set(exp, expires)).
+		Build()
+	if err != nil {
+		return err
+	}
 	_, err = s.db.UpdateItem(ctx, &dynamodb.UpdateItemInput{
-		TableName:                &s.table,
-		Key:                      key,
-		UpdateExpression:         aws.String("SET #at = if_not_exists(#at, :at), #exp = :exp"),
-		ExpressionAttributeNames: names,
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":at":  str(formatTime(now)),
-			":exp": number(expiresAt(now)),
-		},
+		TableName:                 &s.table,
+		Key:                       key,
+		UpdateExpression:          refresh.Update(),
+		ExpressionAttributeNames:  refresh.Names(),
+		ExpressionAttributeValues: refresh.Values(),
 	})
 	return dynamoError(err)
 }
@@ -345,19 +343,23 @@ func (s *DynamoDB) Subscribers(ctx context.Context, topic string, limit int, pag
 	if err != nil {
 		return Page{}, err
 	}
-	now := s.now()
+	expr, err := expression.NewBuilder().
+		WithKeyCondition(expression.Key(attrPK).Equal(expression.Value(topicKey(topic))).
+			And(expression.Key(attrSK).GreaterThan(expression.Value(connKey(after))))).
+		WithFilter(unexpired(s.now())).
+		WithProjection(expression.NamesList(expression.Name(attrSK), expression.Name(attrSubscribedAt))).
+		Build()
+	if err != nil {
+		return Page{}, err
+	}
 	in := &dynamodb.QueryInput{
-		TableName:                &s.table,
-		ConsistentRead:           aws.Bool(true), // a subscriber acked a moment ago gets the next message
-		KeyConditionExpression:   aws.String("#pk = :pk AND #sk > :after"),
-		FilterExpression:         aws.String("#exp > :now"),
-		ProjectionExpression:     aws.String("#sk, #at"),
-		ExpressionAttributeNames: map[string]string{"#pk": attrPK, "#sk": attrSK, "#exp": attrExpiresAt, "#at": attrSubscribedAt},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":pk":    str(topicKey(topic)),
-			":after": str(connKey(after)),
-			":now":   number(now.Unix()),
-		},
+		TableName:                 &s.table,
+		ConsistentRead:            aws.Bool(true), // a subscriber acked a moment ago gets the next message
+		KeyConditionExpression:    expr.KeyCondition(),
+		FilterExpression:          expr.Filter(),
+		ProjectionExpression:      expr.Projection(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
 	}
 	var subs []Subscription
 	for {
@@ -366,13 +368,13 @@ func (s *DynamoDB) Subscribers(ctx context.Context, topic string, limit int, pag
 		if err != nil {
 			return Page{}, dynamoError(err)
 		}
-		for _, item := range out.Items {
-			at, err := timeAttr(item, attrSubscribedAt)
-			if err != nil {
-				return Page{}, err
-			}
-			id := strings.TrimPrefix(stringAttr(item, attrSK), connPrefix)
-			subs = append(subs, Subscription{ConnectionID: id, Topic: topic, SubscribedAt: at})
+		var items []subscriptionItem
+		if err := attributevalue.UnmarshalListOfMaps(out.Items, &items); err != nil {
+			return Page{}, fmt.Errorf("dynamodb items of topic %q: %w", topic, err)
+		}
+		for _, item := range items {
+			id := strings.TrimPrefix(item.SK, connPrefix)
+			subs = append(subs, Subscription{ConnectionID: id, Topic: topic, SubscribedAt: item.SubscribedAt})
 		}
 		if len(subs) > limit || out.LastEvaluatedKey == nil {
 			break
@@ -393,18 +395,23 @@ func (s *DynamoDB) Topics(ctx context.Context, connectionID string) ([]string, e
 	if err := checkConnectionID(connectionID); err != nil {
 		return nil, err
 	}
+	expr, err := expression.NewBuilder().
+		WithKeyCondition(expression.Key(attrSK).Equal(expression.Value(connKey(connectionID))).
+			And(expression.Key(attrPK).BeginsWith(topicPrefix))).
+		WithFilter(unexpired(s.now())).
+		WithProjection(expression.NamesList(expression.Name(attrPK))).
+		Build()
+	if err != nil {
+		return nil, err
+	}
 	pages := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
-		TableName:                &s.table,
-		IndexName:                aws.String(indexByConnection),
-		KeyConditionExpression:   aws.String("#sk = :conn AND begins_with(#pk, :topic)"),
-		FilterExpression:         aws.String("#exp > :now"),
-		ProjectionExpression:     aws.String("#pk"),
-		ExpressionAttributeNames: map[string]string{"#pk": attrPK, "#sk": attrSK, "#exp": attrExpiresAt},
-		ExpressionAttributeValues: map[string]types.AttributeValue{
-			":conn":  str(connKey(connectionID)),
-			":topic": str(topicPrefix),
-			":now":   number(s.now().Unix()),
-		},
+		TableName:                 &s.table,
+		IndexName:                 aws.String(indexByConnection),
+		KeyConditionExpression:    expr.KeyCondition(),
+		FilterExpression:          expr.Filter(),
+		ProjectionExpression:      expr.Projection(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
 	})
 	var topics []string
 	for pages.HasMorePages() {
@@ -412,8 +419,12 @@ func (s *DynamoDB) Topics(ctx context.Context, connectionID string) ([]string, e
 		if err != nil {
 			return nil, dynamoError(err)
 		}
-		for _, item := range page.Items {
-			topics = append(topics, strings.TrimPrefix(stringAttr(item, attrPK), topicPrefix))
+		var items []itemKeys
+		if err := attributevalue.UnmarshalListOfMaps(page.Items, &items); err != nil {
+			return nil, fmt.Errorf("dynamodb items of connection %q: %w", connectionID, err)
+		}
+		for _, item := range items {
+			topics = append(topics, strings.TrimPrefix(item.PK, topicPrefix))
 		}
 	}
 	return topics, nil
@@ -462,44 +473,26 @@ func (s *DynamoDB) batchWrite(ctx context.Context, writes []types.WriteRequest) 
 		if attempt == batchAttempts {
 			return fmt.Errorf("%w: dynamodb BatchWriteItem: %d writes still unprocessed after %d attempts", ErrUnavailable, left, attempt)
 		}
-		if err := sleep(ctx, backoff(attempt, throttleBackoffMax)); err != nil {
+		if err := smithytime.SleepWithContext(ctx, backoff(attempt, throttleBackoffMax)); err != nil {
 			return err
 		}
 	}
 }
 
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // forEach calls fn for every item, at most n at a time, and joins the
-// errors.
+// errors: every item is tried, since one failed write does not make the
+// others pointless, and the caller hears of each failure.
 func forEach(items []string, n int, fn func(string) error) error {
-	var (
-		wg   sync.WaitGroup
-		mu   sync.Mutex
-		errs []error
-		sem  = make(chan struct{}, n)
-	)
-	for _, item := range items {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			if err := fn(item); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
+	var g errgroup.Group
+	g.SetLimit(n)
+	errs := make([]error, len(items))
+	for i, item := range items {
+		g.Go(func() error {
+			errs[i] = fn(item)
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait() // the goroutines report through errs
 	return errors.Join(errs...)
 }
 
@@ -517,46 +510,53 @@ func dynamoError(err error) error {
 	return err
 }
 
+// The items as stored, in the layout schema.go describes: the dynamodbav
+// names are its attr* names, which a struct tag cannot refer to.
+type itemKeys struct {
+	PK string `dynamodbav:"pk"`
+	SK string `dynamodbav:"sk"`
+}
+
+type connectionItem struct {
+	itemKeys
+	ExpiresAt   int64     `dynamodbav:"expiresAt"` // a missing one reads as 0: expired
+	ConnectedAt time.Time `dynamodbav:"connectedAt,omitempty"`
+	// Empty strings are left out rather than stored: older DynamoDB
+	// emulators refuse them.
+	Subject   string `dynamodbav:"subject,omitempty"`
+	SourceIP  string `dynamodbav:"sourceIp,omitempty"`
+	UserAgent string `dynamodbav:"userAgent,omitempty"`
+	// nil (any topic) is no attribute; empty (no topic) is an empty list.
+	AllowedTopics []string `dynamodbav:"allowedTopics,omitempty"`
+}
+
+// subscriptionItem is what Subscribers reads of a subscription; Subscribe
+// writes it with an update expression.
+type subscriptionItem struct {
+	itemKeys
+	SubscribedAt time.Time `dynamodbav:"subscribedAt"`
+}
+
+// encodeItem stores times as formatTime writes them, and a zero time as no
+// attribute.
+func encodeItem(o *attributevalue.EncoderOptions) {
+	o.OmitEmptyTime = true
+	o.EncodeTime = func(t time.Time) (types.AttributeValue, error) {
+		return &types.AttributeValueMemberS{Value: formatTime(t)}, nil
+	}
+}
+
 func itemKey(pk, sk string) map[string]types.AttributeValue {
-	return map[string]types.AttributeValue{attrPK: str(pk), attrSK: str(sk)}
+	key, _ := attributevalue.MarshalMap(itemKeys{PK: pk, SK: sk}) // two strings: cannot fail
+	return key
 }
 
-func str(s string) types.AttributeValue { return &types.AttributeValueMemberS{Value: s} }
-
-func number(n int64) types.AttributeValue {
-	return &types.AttributeValueMemberN{Value: strconv.FormatInt(n, 10)}
+// unexpired filters out items DynamoDB has not yet deleted after their TTL,
+// as live does.
+func unexpired(now time.Time) expression.ConditionBuilder {
+	return expression.Name(attrExpiresAt).GreaterThan(expression.Value(now.Unix()))
 }
 
-func stringAttr(item map[string]types.AttributeValue, name string) string {
-	if v, ok := item[name].(*types.AttributeValueMemberS); ok {
-		return v.Value
-	}
-	return ""
-}
-
-// intAttr reads a number attribute; a missing or malformed one reads as 0,
-// which as an expiry means "expired".
-func intAttr(item map[string]types.AttributeValue, name string) int64 {
-	v, ok := item[name].(*types.AttributeValueMemberN)
-	if !ok {
-		return 0
-	}
-	n, _ := strconv.ParseInt(v.Value, 10, 64)
-	return n
-}
-
-// Times are RFC 3339 strings with nanoseconds: readable in the console and
-// exact on a round trip.
+// Times are RFC 3339 strings with nanoseconds, in UTC: readable in the
+// console and exact on a round trip (attributevalue reads them back).
 func formatTime(t time.Time) string { return t.UTC().Format(time.RFC3339Nano) }
-
-func timeAttr(item map[string]types.AttributeValue, name string) (time.Time, error) {
-	v := stringAttr(item, name)
-	if v == "" {
-		return time.Time{}, nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, v)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("dynamodb item attribute %s: %w", name, err)
-	}
-	return t, nil
-}

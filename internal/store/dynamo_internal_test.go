@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/dynamodb/attributevalue"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
@@ -198,7 +199,11 @@ func (db *throttlingDB) BatchWriteItem(_ context.Context, in *dynamodb.BatchWrit
 			out.UnprocessedItems = map[string][]types.WriteRequest{table: writes[cut:]}
 		}
 		for _, w := range done {
-			db.deleted[stringAttr(w.DeleteRequest.Key, attrPK)+"/"+stringAttr(w.DeleteRequest.Key, attrSK)]++
+			var key itemKeys
+			if err := attributevalue.UnmarshalMap(w.DeleteRequest.Key, &key); err != nil {
+				return nil, err
+			}
+			db.deleted[key.PK+"/"+key.SK]++
 		}
 	}
 	return &out, nil
@@ -250,5 +255,55 @@ func TestBatchWriteRetriesUnprocessedItems(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// itemDB records the items PutItem is given.
+type itemDB struct {
+	dynamoAPI // nil: the store may call only PutItem here
+	items     []map[string]types.AttributeValue
+}
+
+func (db *itemDB) PutItem(_ context.Context, in *dynamodb.PutItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	db.items = append(db.items, in.Item)
+	return &dynamodb.PutItemOutput{}, nil
+}
+
+// TestConnectionItemLayout pins a connection's item attribute by attribute:
+// the table outlives any version of the code, and items written by one must
+// read the same in the next.
+func TestConnectionItemLayout(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 1, 2, 3, 4, 5, 600, time.FixedZone("CET", 3600))
+	s := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+	exp := &types.AttributeValueMemberN{Value: fmt.Sprint(expiresAt(now))}
+	for _, tc := range []struct {
+		name string
+		conn Connection
+		want map[string]types.AttributeValue
+	}{
+		{"every attribute", Connection{ID: "c1", ConnectedAt: now, Subject: "u", SourceIP: "192.0.2.1", UserAgent: "ua", AllowedTopics: []string{"a", "b*"}},
+			map[string]types.AttributeValue{
+				"pk": s("conn#c1"), "sk": s("conn#c1"), "expiresAt": exp,
+				"connectedAt": s("2026-01-02T02:04:05.0000006Z"),
+				"subject":     s("u"), "sourceIp": s("192.0.2.1"), "userAgent": s("ua"),
+				"allowedTopics": &types.AttributeValueMemberL{Value: []types.AttributeValue{s("a"), s("b*")}},
+			}},
+		{"empty values left out, no topic allowed", Connection{ID: "c2", AllowedTopics: []string{}},
+			map[string]types.AttributeValue{
+				"pk": s("conn#c2"), "sk": s("conn#c2"), "expiresAt": exp,
+				"allowedTopics": &types.AttributeValueMemberL{Value: []types.AttributeValue{}},
+			}},
+		{"any topic allowed", Connection{ID: "c3"},
+			map[string]types.AttributeValue{"pk": s("conn#c3"), "sk": s("conn#c3"), "expiresAt": exp}},
+	} {
+		db := &itemDB{}
+		st := &DynamoDB{db: db, table: "t", now: func() time.Time { return now }}
+		if err := st.PutConnection(t.Context(), tc.conn); err != nil {
+			t.Fatal(err)
+		}
+		if got := db.items[0]; !reflect.DeepEqual(got, tc.want) {
+			t.Errorf("%s: item\n%#v\nwant\n%#v", tc.name, got, tc.want)
+		}
 	}
 }
