@@ -14,19 +14,13 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
-	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/wsgateway/wsgateway/internal/apigw"
+	"github.com/wsgateway/wsgateway/internal/assembly"
 	"github.com/wsgateway/wsgateway/internal/config"
 	"github.com/wsgateway/wsgateway/internal/emulator"
-	"github.com/wsgateway/wsgateway/internal/fanout"
-	"github.com/wsgateway/wsgateway/internal/handler"
-	"github.com/wsgateway/wsgateway/internal/metrics"
 	"github.com/wsgateway/wsgateway/internal/publisher"
 	"github.com/wsgateway/wsgateway/internal/store"
-	"github.com/wsgateway/wsgateway/internal/wsproto"
 	"github.com/wsgateway/wsgateway/web"
 )
 
@@ -45,84 +39,61 @@ type Stack struct {
 
 // New binds the three listeners and wires the parts; nothing is served
 // until Run. With cfg.DynamoDBEndpoint set, the store is DynamoDB there
-// (the table is created if missing); otherwise it is in memory.
+// (the table is created if missing); otherwise it is in memory. The
+// emulated API Gateway adds what cfg.Emulator asks of AWS's latency,
+// throttle and faults.
 func New(ctx context.Context, cfg config.Config, log *slog.Logger) (*Stack, error) {
-	awsCfg, err := cfg.AWS(ctx, true)
-	if err != nil {
-		return nil, err
-	}
-	st, ready, err := openStore(ctx, cfg, awsCfg, log)
-	if err != nil {
-		return nil, err
-	}
-
-	// Every line logged during a gRPC or REST call carries its request id.
-	log = slog.New(publisher.NewRequestIDHandler(log.Handler()))
-	s := &Stack{Store: st, log: log}
+	s := &Stack{}
 	if err := s.listen(cfg); err != nil {
 		return nil, err
 	}
-
-	routes := handler.NewRoutes(st, log)
-	routes.Configure(cfg)
-	s.Emulator = emulator.New(emulator.Config{
-		Routes: map[string]emulator.Handler{
-			"$connect":                routes.Connect,
-			"$disconnect":             routes.Disconnect,
-			"$default":                routes.Default,
-			wsproto.ActionSubscribe:   routes.Subscribe,
-			wsproto.ActionUnsubscribe: routes.Unsubscribe,
-		},
-		// On AWS the ping route is a MOCK integration: no Lambda per ping.
-		MockRoutes: map[string]string{wsproto.ActionPing: string(wsproto.PongFrame())},
-		Logger:     log,
-	})
-
 	endpoint := cfg.APIGWEndpoint
 	if endpoint == "" {
 		endpoint = "http://" + s.WSAddr
 	}
-	m := metrics.New(prometheus.NewRegistry())
-	m.TrackConnections(func() int { return s.Emulator.Stats().Connections })
-	fan := fanout.New(st, m.WrapPoster(apigw.New(awsCfg, endpoint)), fanout.Options{Logger: log, Observer: m})
-	s.publisher = publisher.Config{
-		GRPC:    s.grpc,
-		HTTP:    s.http,
-		Service: publisher.NewService(fan, st),
-		Ready:   ready,
-		Metrics: m,
-		APIKeys: cfg.APIKeys,
-		Pages:   web.Handler(web.Config{WebSocketURL: "ws://" + s.WSAddr + "/"}),
-		Log:     log,
-		// CallTimeout is validated by config.Load, never 0 here.
-		CallTimeout: cfg.CallTimeout,
+	gw, err := assembly.New(ctx, cfg, assembly.Options{
+		Log:                log,
+		MemoryStore:        cfg.DynamoDBEndpoint == "",
+		LocalCredentials:   true,
+		ManagementEndpoint: endpoint,
+	})
+	if err == nil && gw.DynamoDB != nil {
+		// Only the devstack creates tables: on AWS they come from deploy/.
+		err = waitForTable(ctx, gw.DynamoDB, cfg, log)
+		t := &localTable{client: gw.DynamoDB, cfg: cfg, log: log, ping: gw.Store.Ping}
+		gw.Publisher.Ready = t.ready
 	}
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	s.Store, s.log = gw.Store, gw.Log
+
+	routes := map[string]emulator.Handler{}
+	for key, h := range gw.RouteTable() {
+		routes[key] = emulator.Handler(h)
+	}
+	e := cfg.Emulator
+	s.Emulator = emulator.New(emulator.Config{
+		Routes: routes,
+		// On AWS the ping route is a MOCK integration: no Lambda per ping.
+		MockRoutes:        assembly.MockRoutes(),
+		ManagementLatency: e.Latency,
+		Quota:             emulator.Quota{Rate: e.Quota, Burst: e.QuotaBurst},
+		Faults:            emulator.Faults{Throttle: e.Throttle, ServerError: e.ServerError, LoseDisconnect: e.LoseDisconnect, Seed: e.Seed},
+		Logger:            gw.Log,
+	})
+	gw.Metrics.TrackConnections(func() int { return s.Emulator.Stats().Connections })
+
+	s.publisher = gw.Publisher
+	s.publisher.GRPC, s.publisher.HTTP = s.grpc, s.http
+	s.publisher.Pages = web.Handler(web.Config{WebSocketURL: "ws://" + s.WSAddr + "/"})
 	return s, nil
 }
 
 // StoreWait bounds how long New waits for DYNAMODB_ENDPOINT to answer:
 // `npx dynalite & make run` starts both at once, and node may be the slower.
 const StoreWait = 30 * time.Second
-
-// openStore returns the store and its readiness check. A DynamoDB store
-// gets its table created if missing, after waiting (logged, bounded by
-// StoreWait) for an endpoint that is not up yet; its readiness check
-// re-creates the table if it disappears, as it does when an in-memory
-// dynalite restarts. Only the devstack creates tables: on AWS they come
-// from deploy/.
-func openStore(ctx context.Context, cfg config.Config, awsCfg aws.Config, log *slog.Logger) (store.Store, func(context.Context) error, error) {
-	if cfg.DynamoDBEndpoint == "" {
-		st := store.NewMemory()
-		return st, st.Ping, nil
-	}
-	client := store.NewDynamoDBClient(awsCfg, cfg.DynamoDBEndpoint)
-	if err := waitForTable(ctx, client, cfg, log); err != nil {
-		return nil, nil, err
-	}
-	st := store.NewDynamoDB(client, cfg.TableName)
-	t := &localTable{client: client, cfg: cfg, log: log, ping: st.Ping}
-	return st, t.ready, nil
-}
 
 // waitForTable runs EnsureTable until it succeeds, retrying while the
 // endpoint is unreachable (ErrUnavailable) for up to StoreWait.
@@ -198,15 +169,20 @@ func (s *Stack) listen(cfg config.Config) error {
 	}
 	s.ws, s.grpc, s.http = bind(cfg.WSAddr), bind(cfg.GRPCAddr), bind(cfg.HTTPAddr)
 	if err != nil {
-		for _, l := range []net.Listener{s.ws, s.grpc, s.http} {
-			if l != nil {
-				l.Close()
-			}
-		}
+		s.close()
 		return err
 	}
 	s.WSAddr, s.GRPCAddr, s.HTTPAddr = s.ws.Addr().String(), s.grpc.Addr().String(), s.http.Addr().String()
 	return nil
+}
+
+// close releases the listeners of a stack that will not run.
+func (s *Stack) close() {
+	for _, l := range []net.Listener{s.ws, s.grpc, s.http} {
+		if l != nil {
+			l.Close()
+		}
+	}
 }
 
 // Run serves until ctx is done, then stops every part gracefully.

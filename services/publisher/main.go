@@ -17,14 +17,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/wsgateway/wsgateway/internal/apigw"
+	"github.com/wsgateway/wsgateway/internal/assembly"
 	"github.com/wsgateway/wsgateway/internal/config"
-	"github.com/wsgateway/wsgateway/internal/fanout"
-	"github.com/wsgateway/wsgateway/internal/metrics"
 	"github.com/wsgateway/wsgateway/internal/publisher"
-	"github.com/wsgateway/wsgateway/internal/store"
 )
 
 // settings are the environment variables the publisher reads, for -h: the
@@ -45,7 +40,7 @@ func main() {
 		os.Exit(probe())
 	}
 	// Every line logged during a call carries its request id.
-	log := slog.New(publisher.NewRequestIDHandler(slog.NewJSONHandler(os.Stderr, nil)))
+	log := assembly.Logger(slog.NewJSONHandler(os.Stderr, nil))
 
 	cfg, err := config.Load(os.Getenv)
 	if err := errors.Join(err, cfg.RequireAPIGW()); err != nil {
@@ -65,33 +60,18 @@ func main() {
 }
 
 func run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	awsCfg, err := cfg.AWS(ctx, false)
+	gw, err := assembly.New(ctx, cfg, assembly.Options{Log: log})
 	if err != nil {
 		return err
 	}
-	st := store.NewDynamoDB(store.NewDynamoDBClient(awsCfg, cfg.DynamoDBEndpoint), cfg.TableName)
-	m := metrics.New(prometheus.NewRegistry())
-	fan := fanout.New(st, m.WrapPoster(apigw.New(awsCfg, cfg.APIGWEndpoint)), fanout.Options{Logger: log, Observer: m})
-
-	grpcLis, err := net.Listen("tcp", cfg.GRPCAddr)
-	if err != nil {
+	srv := gw.Publisher
+	if srv.GRPC, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return err
 	}
-	httpLis, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
+	if srv.HTTP, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return err
 	}
-	return publisher.Run(ctx, publisher.Config{
-		GRPC:    grpcLis,
-		HTTP:    httpLis,
-		Service: publisher.NewService(fan, st),
-		Ready:   st.Ping,
-		Metrics: m,
-		APIKeys: cfg.APIKeys,
-		Log:     log,
-		// The deadline of a call whose caller set none (CALL_TIMEOUT).
-		CallTimeout: cfg.CallTimeout,
-	})
+	return publisher.Run(ctx, srv)
 }
 
 // probe asks the publisher listening on HTTP_ADDR whether it is alive.

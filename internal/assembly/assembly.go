@@ -1,0 +1,164 @@
+// Package assembly builds wsgateway from its validated settings: the
+// store, the metrics, the management API client, the fan-out, the
+// WebSocket route handlers and their route table, the publish Lambda's
+// handler and the publisher service. The publisher container, every
+// Lambda, the devstack and the bench all start from New, so what runs
+// locally and what the bench measures is what ships.
+package assembly
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	"github.com/aws/aws-lambda-go/events"
+	"github.com/aws/aws-lambda-go/lambdacontext"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/wsgateway/wsgateway/internal/apigw"
+	"github.com/wsgateway/wsgateway/internal/config"
+	"github.com/wsgateway/wsgateway/internal/fanout"
+	"github.com/wsgateway/wsgateway/internal/handler"
+	"github.com/wsgateway/wsgateway/internal/logctx"
+	"github.com/wsgateway/wsgateway/internal/metrics"
+	"github.com/wsgateway/wsgateway/internal/publisher"
+	"github.com/wsgateway/wsgateway/internal/store"
+	"github.com/wsgateway/wsgateway/internal/wsproto"
+)
+
+// Options are what the settings do not say: how the binary runs.
+type Options struct {
+	// Log receives every part's lines (slog.Default() when nil); New tags
+	// them with the ids of the call they are logged in (see Logger).
+	Log *slog.Logger
+	// MemoryStore keeps connections and subscriptions in memory (the
+	// devstack without DYNAMODB_ENDPOINT) instead of in DynamoDB at
+	// cfg.DynamoDBEndpoint, or AWS's when that is empty.
+	MemoryStore bool
+	// LocalCredentials signs every AWS call with fixed dummies: the
+	// devstack's emulators accept any signature, and real keys must never
+	// reach them.
+	LocalCredentials bool
+	// ManagementEndpoint, when set, replaces cfg.APIGWEndpoint: the
+	// devstack's emulated API Gateway, whose address is known only once
+	// its listener is bound.
+	ManagementEndpoint string
+}
+
+// Gateway is wsgateway, built; each binary serves the parts it runs.
+type Gateway struct {
+	AWS aws.Config
+	Log *slog.Logger
+	// Store holds connections and subscriptions; DynamoDB is its client,
+	// nil with Options.MemoryStore (the devstack creates its table with it).
+	Store    store.Store
+	DynamoDB *dynamodb.Client
+	// Metrics measures the fan-out's management calls and, once the
+	// publisher serves it, every gRPC call.
+	Metrics *metrics.Metrics
+	Fanout  *fanout.Fanout
+	// Publish is the publish Lambda's handler.
+	Publish *handler.Publish
+	// routes is built on first use: only the binaries that serve the
+	// WebSocket routes should warn that connect auth is off.
+	routes func() *handler.Routes
+	// Publisher is the publisher service's configuration but its
+	// listeners (GRPC, HTTP), which the caller binds, and the devstack's
+	// demo pages.
+	Publisher publisher.Config
+}
+
+// New builds wsgateway from cfg, which config.Load has validated. Nothing
+// is dialled: the first call to the store or the management API does.
+func New(ctx context.Context, cfg config.Config, opts Options) (*Gateway, error) {
+	awsCfg, err := cfg.AWS(ctx, opts.LocalCredentials)
+	if err != nil {
+		return nil, err
+	}
+	log := opts.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	g := &Gateway{AWS: awsCfg, Log: Logger(log.Handler())}
+	if opts.MemoryStore {
+		g.Store = store.NewMemory()
+	} else {
+		g.DynamoDB = store.NewDynamoDBClient(awsCfg, cfg.DynamoDBEndpoint)
+		g.Store = store.NewDynamoDB(g.DynamoDB, cfg.TableName)
+	}
+
+	endpoint := cfg.APIGWEndpoint
+	if opts.ManagementEndpoint != "" {
+		endpoint = opts.ManagementEndpoint
+	}
+	g.Metrics = metrics.New(prometheus.NewRegistry())
+	g.Fanout = fanout.New(g.Store, g.Metrics.WrapPoster(apigw.New(awsCfg, endpoint)), fanout.Options{Logger: g.Log, Observer: g.Metrics})
+
+	g.routes = sync.OnceValue(func() *handler.Routes {
+		r := handler.NewRoutes(g.Store, g.Log)
+		r.Configure(cfg)
+		return r
+	})
+	g.Publish = handler.NewPublish(g.Fanout, g.Log)
+
+	g.Publisher = publisher.Config{
+		Service: publisher.NewService(g.Fanout, g.Store),
+		Ready:   g.Store.Ping,
+		Metrics: g.Metrics,
+		APIKeys: cfg.APIKeys,
+		Log:     g.Log,
+		// The deadline of a call whose caller set none (CALL_TIMEOUT).
+		CallTimeout: cfg.CallTimeout,
+	}
+	return g, nil
+}
+
+// Routes answers the WebSocket API's routes, with the settings applied:
+// connect tokens, the subscription limit, the call deadline. RouteTable maps
+// route keys to them.
+func (g *Gateway) Routes() *handler.Routes { return g.routes() }
+
+// RouteHandler answers one WebSocket route, as a Lambda function does.
+type RouteHandler func(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error)
+
+// RouteTable maps each route key of the WebSocket API to the handler that
+// answers it, as deploy/template.yaml routes them on AWS.
+func (g *Gateway) RouteTable() map[string]RouteHandler {
+	r := g.Routes()
+	return map[string]RouteHandler{
+		"$connect":                r.Connect,
+		"$disconnect":             r.Disconnect,
+		"$default":                r.Default,
+		wsproto.ActionSubscribe:   r.Subscribe,
+		wsproto.ActionUnsubscribe: r.Unsubscribe,
+	}
+}
+
+// MockRoutes maps the route keys API Gateway answers itself, with a MOCK
+// integration, to their fixed reply: a ping costs no Lambda invocation.
+func MockRoutes() map[string]string {
+	return map[string]string{wsproto.ActionPing: string(wsproto.PongFrame())}
+}
+
+// Logger returns a logger over h whose lines, logged with a call's
+// context, carry its ids: request_id during a publisher call,
+// aws_request_id (the id in Lambda's own START/END/REPORT lines) during a
+// Lambda invocation. One call's lines can then be found among a busy
+// process's.
+func Logger(h slog.Handler) *slog.Logger {
+	return slog.New(tagCalls(h))
+}
+
+func tagCalls(h slog.Handler) slog.Handler {
+	return logctx.Wrap(h, publisher.RequestIDField, awsRequestID)
+}
+
+// awsRequestID is a Lambda invocation's id.
+var awsRequestID = logctx.Field{Key: "aws_request_id", From: func(ctx context.Context) string {
+	if lc, ok := lambdacontext.FromContext(ctx); ok {
+		return lc.AwsRequestID
+	}
+	return ""
+}}
