@@ -6,6 +6,8 @@ import (
 	"slices"
 	"time"
 
+	smithytime "github.com/aws/smithy-go/time"
+
 	"github.com/wsgateway/wsgateway/internal/emulator"
 )
 
@@ -59,7 +61,7 @@ func runAWS(ctx context.Context, cfg options) ([]row, error) {
 		var runs []run
 		lost := 0
 		for range awsRuns {
-			if err := sleep(ctx, refill); err != nil {
+			if err := smithytime.SleepWithContext(ctx, refill); err != nil {
 				return rows, err
 			}
 			want := subs.received.Load()

@@ -124,13 +124,3 @@ func collectGarbage(controlAddr string) error {
 	}
 	return nil
 }
-
-// sleep waits for d or ctx.
-func sleep(ctx context.Context, d time.Duration) error {
-	select {
-	case <-time.After(d):
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}

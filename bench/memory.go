@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	smithytime "github.com/aws/smithy-go/time"
 )
 
 // runMemory is the emulated API Gateway's resident memory (RSS, as Linux
@@ -40,7 +42,7 @@ func runMemory(ctx context.Context, cfg options) ([]row, error) {
 		return nil, err
 	}
 	defer subs.close()
-	if err := sleep(ctx, time.Second); err != nil {
+	if err := smithytime.SleepWithContext(ctx, time.Second); err != nil {
 		return nil, err
 	}
 	opened, err := measure(false)
