@@ -7,17 +7,12 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/health"
@@ -26,6 +21,7 @@ import (
 	"github.com/wsgateway/wsgateway/internal/apigw"
 	"github.com/wsgateway/wsgateway/internal/fanout"
 	"github.com/wsgateway/wsgateway/internal/metrics"
+	"github.com/wsgateway/wsgateway/internal/metricstest"
 	"github.com/wsgateway/wsgateway/internal/store"
 )
 
@@ -55,26 +51,26 @@ func TestPublishDone(t *testing.T) {
 			m, srv := newMetrics(t)
 			m.PublishDone(tt.res, tt.err, 20*time.Millisecond)
 
-			s := scrape(t, srv)
+			s := metricstest.Scrape(t, srv.URL)
 			for _, o := range []string{"ok", "invalid", "unavailable", "deadline_exceeded", "canceled", "error"} {
 				want := 0.0
 				if o == tt.wantOutcome {
 					want = 1
 				}
-				if got := s.value(t, "wsgateway_publishes_total", "outcome", o); got != want {
+				if got := s.Value(t, "wsgateway_publishes_total", "outcome", o); got != want {
 					t.Errorf("publishes_total{outcome=%q} = %v, want %v", o, got, want)
 				}
 			}
 			for o, want := range map[string]int{"delivered": tt.res.Delivered, "gone": tt.res.Gone, "failed": tt.res.Failed} {
-				if got := s.value(t, "wsgateway_deliveries_total", "outcome", o); got != float64(want) {
+				if got := s.Value(t, "wsgateway_deliveries_total", "outcome", o); got != float64(want) {
 					t.Errorf("deliveries_total{outcome=%q} = %v, want %d", o, got, want)
 				}
 			}
-			if got := s.value(t, "wsgateway_fanout_duration_seconds"); got != tt.wantDurations {
+			if got := s.Value(t, "wsgateway_fanout_duration_seconds"); got != tt.wantDurations {
 				t.Errorf("fanout_duration_seconds count = %v, want %v", got, tt.wantDurations)
 			}
 			if tt.wantDurations == 1 {
-				if got := s.histogram(t, "wsgateway_fanout_duration_seconds").GetSampleSum(); got != 0.02 {
+				if got := s.Histogram(t, "wsgateway_fanout_duration_seconds").GetSampleSum(); got != 0.02 {
 					t.Errorf("fanout_duration_seconds sum = %v, want 0.02", got)
 				}
 			}
@@ -108,13 +104,13 @@ func TestPosterOutcomes(t *testing.T) {
 			if err := p.PostToConnection(context.Background(), "c", []byte("x")); err != tt.err {
 				t.Fatalf("PostToConnection = %v, want the wrapped poster's %v unchanged", err, tt.err)
 			}
-			s := scrape(t, srv)
+			s := metricstest.Scrape(t, srv.URL)
 			for _, o := range tests {
 				want := 0.0
 				if o.want == tt.want {
 					want = 1
 				}
-				if got := s.value(t, "wsgateway_management_call_duration_seconds", "outcome", o.want); got != want {
+				if got := s.Value(t, "wsgateway_management_call_duration_seconds", "outcome", o.want); got != want {
 					t.Errorf("management_call_duration_seconds{outcome=%q} count = %v, want %v", o.want, got, want)
 				}
 			}
@@ -172,7 +168,7 @@ func TestFanoutObserved(t *testing.T) {
 		t.Fatalf("Publish without data = %v, want ErrInvalid", err)
 	}
 
-	s := scrape(t, srv)
+	s := metricstest.Scrape(t, srv.URL)
 	for _, w := range []struct {
 		name   string
 		labels []string
@@ -191,7 +187,7 @@ func TestFanoutObserved(t *testing.T) {
 		{"wsgateway_management_call_duration_seconds", []string{"outcome", "gone"}, 1},
 		{"wsgateway_management_call_duration_seconds", []string{"outcome", "forbidden"}, 1},
 	} {
-		if got := s.value(t, w.name, w.labels...); got != w.want {
+		if got := s.Value(t, w.name, w.labels...); got != w.want {
 			t.Errorf("%s%v = %v, want %v", w.name, w.labels, got, w.want)
 		}
 	}
@@ -202,11 +198,11 @@ func TestTrackConnections(t *testing.T) {
 	m, srv := newMetrics(t)
 	n := 3
 	m.TrackConnections(func() int { return n })
-	if got := scrape(t, srv).value(t, "wsgateway_connections_active"); got != 3 {
+	if got := metricstest.Scrape(t, srv.URL).Value(t, "wsgateway_connections_active"); got != 3 {
 		t.Errorf("connections_active = %v, want 3", got)
 	}
 	n = 1 // read at scrape time, not registration time
-	if got := scrape(t, srv).value(t, "wsgateway_connections_active"); got != 1 {
+	if got := metricstest.Scrape(t, srv.URL).Value(t, "wsgateway_connections_active"); got != 1 {
 		t.Errorf("connections_active after a change = %v, want 1", got)
 	}
 }
@@ -227,7 +223,7 @@ func TestGRPC(t *testing.T) {
 	t.Cleanup(s.Stop)
 
 	check := []string{"grpc_type", "unary", "grpc_service", "grpc.health.v1.Health", "grpc_method", "Check"}
-	if got := scrape(t, srv).value(t, "wsgateway_grpc_server_handled_total", append(check, "grpc_code", "OK")...); got != 0 {
+	if got := metricstest.Scrape(t, srv.URL).Value(t, "wsgateway_grpc_server_handled_total", append(check, "grpc_code", "OK")...); got != 0 {
 		t.Fatalf("handled_total before any call = %v, want a series at 0", got)
 	}
 
@@ -244,13 +240,13 @@ func TestGRPC(t *testing.T) {
 		t.Fatal("Check of an unknown service succeeded")
 	}
 
-	sc := scrape(t, srv)
+	sc := metricstest.Scrape(t, srv.URL)
 	for code, want := range map[string]float64{"OK": 1, "NotFound": 1, "Internal": 0} {
-		if got := sc.value(t, "wsgateway_grpc_server_handled_total", append(check, "grpc_code", code)...); got != want {
+		if got := sc.Value(t, "wsgateway_grpc_server_handled_total", append(check, "grpc_code", code)...); got != want {
 			t.Errorf("handled_total{Check, %s} = %v, want %v", code, got, want)
 		}
 	}
-	if got := sc.value(t, "wsgateway_grpc_server_handling_seconds", check...); got != 2 {
+	if got := sc.Value(t, "wsgateway_grpc_server_handling_seconds", check...); got != 2 {
 		t.Errorf("handling_seconds{Check} count = %v, want 2", got)
 	}
 }
@@ -259,13 +255,13 @@ func TestGRPC(t *testing.T) {
 func TestRuntimeCollectors(t *testing.T) {
 	t.Parallel()
 	_, srv := newMetrics(t)
-	s := scrape(t, srv)
+	s := metricstest.Scrape(t, srv.URL)
 	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total"} {
 		if _, ok := s[name]; !ok {
 			t.Errorf("%s is not exported", name)
 		}
 	}
-	if got := s.value(t, "go_goroutines"); got < 1 {
+	if got := s.Value(t, "go_goroutines"); got < 1 {
 		t.Errorf("go_goroutines = %v", got)
 	}
 }
@@ -298,78 +294,3 @@ func newMetrics(t *testing.T) (*metrics.Metrics, *httptest.Server) {
 	return m, srv
 }
 
-// families is one scrape, parsed.
-type families map[string]*dto.MetricFamily
-
-// scrape GETs /metrics the way Prometheus does and parses the text format.
-func scrape(t *testing.T, srv *httptest.Server) families {
-	t.Helper()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
-		t.Fatalf("GET /metrics = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mf, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mf
-}
-
-// series finds the series of name whose labels include the given
-// name-value pairs; it fails the test unless there is exactly one.
-func (f families) series(t *testing.T, name string, labels ...string) *dto.Metric {
-	t.Helper()
-	var found []*dto.Metric
-next:
-	for _, m := range f[name].GetMetric() {
-		for i := 0; i < len(labels); i += 2 {
-			if !hasLabel(m, labels[i], labels[i+1]) {
-				continue next
-			}
-		}
-		found = append(found, m)
-	}
-	if len(found) != 1 {
-		t.Fatalf("%s%v: %d series, want 1", name, labels, len(found))
-	}
-	return found[0]
-}
-
-func hasLabel(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue() == value
-		}
-	}
-	return false
-}
-
-// value is a counter's or gauge's value, or a histogram's sample count.
-func (f families) value(t *testing.T, name string, labels ...string) float64 {
-	t.Helper()
-	m := f.series(t, name, labels...)
-	switch {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
-	}
-	t.Fatalf("%s: unexpected metric type", name)
-	return 0
-}
-
-func (f families) histogram(t *testing.T, name string, labels ...string) *dto.Histogram {
-	t.Helper()
-	h := f.series(t, name, labels...).GetHistogram()
-	if h == nil {
-		t.Fatalf("%s is not a histogram", name)
-	}
-	return h
-}
