@@ -23,6 +23,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 	"github.com/coder/websocket"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
@@ -436,25 +437,24 @@ func (c *churnClient) misdelivered(ids map[string]string) []string {
 func each(t *testing.T, what string, clients []*churnClient, fn func(context.Context, *churnClient) error) {
 	t.Helper()
 	var (
-		wg   sync.WaitGroup
+		g    errgroup.Group
 		mu   sync.Mutex
 		errs []error
-		sem  = make(chan struct{}, churnWidth)
 	)
+	g.SetLimit(churnWidth)
 	for _, c := range clients {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
+		g.Go(func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			if err := fn(ctx, c); err != nil {
 				mu.Lock()
-				errs = append(errs, err)
+				errs = append(errs, err) // every failure is counted, not just the first
 				mu.Unlock()
 			}
+			return nil
 		})
 	}
-	wg.Wait()
+	_ = g.Wait() // the goroutines report through errs
 	if len(errs) > 0 {
 		t.Fatalf("%s: %d of %d clients failed, first:\n%v", what, len(errs), len(clients), errors.Join(errs[:min(len(errs), 5)]...))
 	}
