@@ -23,7 +23,7 @@ func awsTopic(size int) string { return fmt.Sprint("aws-", size) }
 // the time measured is until the last subscriber has the message, from the
 // time in its payload.
 func runAWS(ctx context.Context, cfg options) ([]row, error) {
-	stack, addrs, err := startStack(stackConfig{Latency: cfg.latency, Quota: emulator.Quota{Rate: cfg.quotaRate, Burst: cfg.quotaBurst}, Publisher: true})
+	stack, addrs, err := startStack(stackConfig{Latency: cfg.latency, Quota: emulator.Quota{Rate: cfg.quotaRate, Burst: cfg.quotaBurst}})
 	if err != nil {
 		return nil, err
 	}

@@ -27,7 +27,7 @@ type sample struct {
 // gRPC, each answered when its fan-out ends. At compareSize the reference
 // publishers (references.go) post the same topic on the same stack.
 func runCPU(ctx context.Context, cfg options) ([]row, error) {
-	stack, addrs, err := startStack(stackConfig{Publisher: true, References: true})
+	stack, addrs, err := startStack(stackConfig{References: true})
 	if err != nil {
 		return nil, err
 	}

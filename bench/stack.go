@@ -15,38 +15,51 @@ import (
 	"os"
 	"os/exec"
 	"runtime/debug"
+	"strconv"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/wsgateway/wsgateway/internal/apigw"
+	"github.com/wsgateway/wsgateway/internal/assembly"
 	"github.com/wsgateway/wsgateway/internal/config"
+	"github.com/wsgateway/wsgateway/internal/devstack"
 	"github.com/wsgateway/wsgateway/internal/emulator"
 	"github.com/wsgateway/wsgateway/internal/fanout"
-	"github.com/wsgateway/wsgateway/internal/handler"
-	"github.com/wsgateway/wsgateway/internal/metrics"
 	"github.com/wsgateway/wsgateway/internal/publisher"
-	"github.com/wsgateway/wsgateway/internal/store"
-	"github.com/wsgateway/wsgateway/internal/wsproto"
 )
 
 // stackEnv, in the environment of a process the bench started, holds the
 // stackConfig (JSON) of the stack that process is to serve.
 const stackEnv = "WSGATEWAY_BENCH_STACK"
 
-// stackConfig is the stack a child process serves: the emulator's model of
-// AWS, the store, and the publishers in it.
+// stackConfig is the stack a child process serves: the devstack, with the
+// emulator's model of AWS given as its EMULATOR_* settings, and the store.
 type stackConfig struct {
 	Latency time.Duration  // added to every management call
 	Quota   emulator.Quota // the account's throttle; zero: none
 	// DynamoDB, when set, is the store's endpoint (and Table its table);
 	// otherwise the store is in memory.
 	DynamoDB, Table string
-	// Publisher serves the publisher service, wired as services/publisher
-	// wires it; References two more, which post with plain net/http and
-	// with the SDK client as NewFromConfig makes it (see references.go).
-	Publisher, References bool
+	// References serves two more publishers beside the devstack's, over
+	// its store, which post with plain net/http and with the SDK client as
+	// NewFromConfig makes it (see references.go).
+	References bool
+}
+
+// settings are the devstack's settings for c, on loopback ports, validated
+// as `make run` validates them.
+func (c stackConfig) settings() (config.Config, error) {
+	env := map[string]string{
+		"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+		"DYNAMODB_ENDPOINT": c.DynamoDB, "TABLE_NAME": c.Table,
+		"EMULATOR_LATENCY": c.Latency.String(),
+	}
+	if c.Quota.Rate > 0 {
+		env["EMULATOR_QUOTA"] = strconv.FormatFloat(c.Quota.Rate, 'g', -1, 64)
+		env["EMULATOR_QUOTA_BURST"] = strconv.Itoa(c.Quota.Burst)
+	}
+	return config.Load(func(name string) string { return env[name] })
 }
 
 // stackAddrs is what a serving stack reports, as one JSON line on stdout.
@@ -74,44 +87,28 @@ func serveChild(ctx context.Context, spec string) error {
 	return serveStack(ctx, cfg, os.Stdout)
 }
 
-// serveStack is the devstack's wiring on loopback ports: the emulated API
-// Gateway calling the real handlers, the store, and the publishers, which
-// reach the emulator through their clients over HTTP. It writes its
-// addresses to ready, then serves until ctx ends.
+// serveStack serves the devstack, as `make run` starts it, so that the
+// bench measures what ships: the emulated API Gateway calling the real
+// handlers, the store, and the publisher, which reaches the emulator
+// through its client over HTTP. Beside it: the control server and, if
+// asked, the reference publishers. It writes the addresses to ready, then
+// serves until ctx ends.
 func serveStack(ctx context.Context, cfg stackConfig, ready io.Writer) error {
-	awsCfg, err := config.Config{Region: "us-east-1"}.AWS(ctx, true)
+	settings, err := cfg.settings()
 	if err != nil {
 		return err
 	}
 	// Warnings (posts that failed for good) go to stderr, which the bench
 	// shows when the stack fails.
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	var st store.Store = store.NewMemory()
-	if cfg.DynamoDB != "" {
-		client := store.NewDynamoDBClient(awsCfg, cfg.DynamoDB)
-		if err := store.EnsureTable(ctx, client, cfg.Table); err != nil {
-			return err
-		}
-		st = store.NewDynamoDB(client, cfg.Table)
+	stack, err := devstack.New(ctx, settings, log)
+	if err != nil {
+		return err
 	}
-	routes := handler.NewRoutes(st, log)
-	emu := emulator.New(emulator.Config{
-		Routes: map[string]emulator.Handler{
-			emulator.RouteConnect:     routes.Connect,
-			emulator.RouteDisconnect:  routes.Disconnect,
-			emulator.RouteDefault:     routes.Default,
-			wsproto.ActionSubscribe:   routes.Subscribe,
-			wsproto.ActionUnsubscribe: routes.Unsubscribe,
-		},
-		MockRoutes:        map[string]string{wsproto.ActionPing: string(wsproto.PongFrame())},
-		ManagementLatency: cfg.Latency,
-		Quota:             cfg.Quota,
-		Logger:            log,
-	})
-	defer emu.Close()
-
 	g, ctx := errgroup.WithContext(ctx)
-	var addrs stackAddrs
+	g.Go(func() error { return stack.Run(ctx) })
+	addrs := stackAddrs{WS: stack.WSAddr, GRPC: stack.GRPCAddr, HTTP: stack.HTTPAddr}
+
 	// serve runs h on a loopback port until ctx ends.
 	serve := func(h http.Handler) (string, error) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -127,46 +124,37 @@ func serveStack(ctx context.Context, cfg stackConfig, ready io.Writer) error {
 		})
 		g.Go(func() error {
 			<-ctx.Done()
-			// The bench measures nothing any more: no request needs to
-			// finish. (Shutdown would wait 5 s for connections a client
-			// opened but never used.)
-			emu.Close() // ends the WebSockets, which Close does not
 			return srv.Close()
 		})
 		return l.Addr().String(), nil
 	}
-	// servePublisher runs a publisher service whose fan-out posts with p,
-	// exactly as services/publisher wires it, metrics included.
-	servePublisher := func(p fanout.Poster) (grpcAddr, httpAddr string, err error) {
-		gl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", "", err
-		}
-		hl, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return "", "", errors.Join(err, gl.Close())
-		}
-		m := metrics.New(prometheus.NewRegistry())
-		fan := fanout.New(st, m.WrapPoster(p), fanout.Options{Logger: log, Observer: m})
-		g.Go(func() error {
-			return publisher.Run(ctx, publisher.Config{GRPC: gl, HTTP: hl, Service: publisher.NewService(fan, st), Ready: st.Ping, Metrics: m, Log: log})
+	// serveReference runs a publisher service beside the stack's, over its
+	// store, whose fan-out posts with what newPoster makes.
+	serveReference := func(newPoster func(aws.Config, string) fanout.Poster) (string, error) {
+		gw, err := assembly.New(ctx, settings, assembly.Options{
+			Log: log, Store: stack.Store, LocalCredentials: true,
+			ManagementEndpoint: "http://" + stack.WSAddr, NewPoster: newPoster,
 		})
-		return gl.Addr().String(), hl.Addr().String(), nil
+		if err != nil {
+			return "", err
+		}
+		srv := gw.Publisher
+		if srv.GRPC, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return "", err
+		}
+		if srv.HTTP, err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			return "", errors.Join(err, srv.GRPC.Close())
+		}
+		g.Go(func() error { return publisher.Run(ctx, srv) })
+		return srv.GRPC.Addr().String(), nil
 	}
 
-	addrs.WS, err = serve(emu)
-	endpoint := "http://" + addrs.WS
-	if err == nil {
-		addrs.Control, err = serve(controlMux())
-	}
-	if err == nil && cfg.Publisher {
-		addrs.GRPC, addrs.HTTP, err = servePublisher(apigw.New(awsCfg, endpoint))
+	addrs.Control, err = serve(controlMux())
+	if err == nil && cfg.References {
+		addrs.PlainGRPC, err = serveReference(func(_ aws.Config, endpoint string) fanout.Poster { return newPlainPoster(endpoint) })
 	}
 	if err == nil && cfg.References {
-		addrs.PlainGRPC, _, err = servePublisher(newPlainPoster(endpoint))
-	}
-	if err == nil && cfg.References {
-		addrs.NaiveGRPC, _, err = servePublisher(newNaivePoster(awsCfg, endpoint))
+		addrs.NaiveGRPC, err = serveReference(func(cfg aws.Config, endpoint string) fanout.Poster { return newNaivePoster(cfg, endpoint) })
 	}
 	if err == nil {
 		err = json.NewEncoder(ready).Encode(addrs)

@@ -45,6 +45,14 @@ type Options struct {
 	// devstack's emulated API Gateway, whose address is known only once
 	// its listener is bound.
 	ManagementEndpoint string
+	// Store, when set, is the store as it is, for a publisher beside a
+	// running stack, over that stack's store: the bench's reference
+	// publishers.
+	Store store.Store
+	// NewPoster, when set, makes what the fan-out posts with instead of
+	// the management API client: the bench's reference publishers, which
+	// measure other ways of posting against it on the same stack.
+	NewPoster func(cfg aws.Config, endpoint string) fanout.Poster
 }
 
 // Gateway is wsgateway, built; each binary serves the parts it runs.
@@ -52,7 +60,8 @@ type Gateway struct {
 	AWS aws.Config
 	Log *slog.Logger
 	// Store holds connections and subscriptions; DynamoDB is its client,
-	// nil with Options.MemoryStore (the devstack creates its table with it).
+	// nil unless the store is DynamoDB (the devstack creates its table
+	// with it).
 	Store    store.Store
 	DynamoDB *dynamodb.Client
 	// Metrics measures the fan-out's management calls and, once the
@@ -82,9 +91,12 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Gateway, error)
 		log = slog.Default()
 	}
 	g := &Gateway{AWS: awsCfg, Log: Logger(log.Handler())}
-	if opts.MemoryStore {
+	switch {
+	case opts.Store != nil:
+		g.Store = opts.Store
+	case opts.MemoryStore:
 		g.Store = store.NewMemory()
-	} else {
+	default:
 		g.DynamoDB = store.NewDynamoDBClient(awsCfg, cfg.DynamoDBEndpoint)
 		g.Store = store.NewDynamoDB(g.DynamoDB, cfg.TableName)
 	}
@@ -93,8 +105,12 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Gateway, error)
 	if opts.ManagementEndpoint != "" {
 		endpoint = opts.ManagementEndpoint
 	}
+	var poster fanout.Poster = apigw.New(awsCfg, endpoint)
+	if opts.NewPoster != nil {
+		poster = opts.NewPoster(awsCfg, endpoint)
+	}
 	g.Metrics = metrics.New(prometheus.NewRegistry())
-	g.Fanout = fanout.New(g.Store, g.Metrics.WrapPoster(apigw.New(awsCfg, endpoint)), fanout.Options{Logger: g.Log, Observer: g.Metrics})
+	g.Fanout = fanout.New(g.Store, g.Metrics.WrapPoster(poster), fanout.Options{Logger: g.Log, Observer: g.Metrics})
 
 	g.routes = sync.OnceValue(func() *handler.Routes {
 		r := handler.NewRoutes(g.Store, g.Log)
