@@ -19,6 +19,7 @@ import (
 
 	"github.com/wsgateway/wsgateway/internal/apigw"
 	"github.com/wsgateway/wsgateway/internal/config"
+	"github.com/wsgateway/wsgateway/internal/poll"
 	"github.com/wsgateway/wsgateway/web"
 )
 
@@ -126,7 +127,7 @@ func testDemoPage(t *testing.T, browser context.Context) {
 
 	t.Run("unsubscribe", func(t *testing.T) {
 		p.clickCSS(fmt.Sprintf(`[data-testid="subscriptions"] button[data-topic=%q]`, topic))
-		eventually(t, "the page's subscription removed", func() bool { return len(e.subscribers(t, topic)) == 0 })
+		poll.Until(t, eventually, "the page's subscription removed", func() bool { return len(e.subscribers(t, topic)) == 0 })
 		p.waitFor("the subscription list empty", `document.querySelectorAll('[data-testid="subscriptions"] li').length === 0`)
 	})
 
@@ -170,7 +171,7 @@ func testRefusedConnection(t *testing.T, browser context.Context) {
 		t.Cleanup(srv.Close)
 		expectRefused(t, browser, "ws"+strings.TrimPrefix(srv.URL, "http")+"/")
 
-		eventually(t, "a retry", func() bool {
+		poll.Until(t, eventually, "a retry", func() bool {
 			mu.Lock()
 			defer mu.Unlock()
 			return len(tokens) >= 2
@@ -365,7 +366,7 @@ func exceptionText(d *runtime.ExceptionDetails) string {
 func (e *e2e) awaitSoleSubscriber(t *testing.T, topic, not string) string {
 	t.Helper()
 	var id string
-	eventually(t, "one subscriber of "+topic, func() bool {
+	poll.Until(t, eventually, "one subscriber of "+topic, func() bool {
 		subs := e.subscribers(t, topic)
 		if len(subs) != 1 || subs[0] == not {
 			return false

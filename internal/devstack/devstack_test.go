@@ -24,6 +24,7 @@ import (
 	"github.com/wsgateway/wsgateway/internal/config"
 	"github.com/wsgateway/wsgateway/internal/devstack"
 	"github.com/wsgateway/wsgateway/internal/dynalite"
+	"github.com/wsgateway/wsgateway/internal/poll"
 )
 
 // TestEndToEnd drives the whole stack the way users do: browsers over real
@@ -85,7 +86,7 @@ func start(t *testing.T, env map[string]string) *e2e {
 	e := &e2e{stack: stack, grpc: wsgatewayv1.NewPublisherServiceClient(conn), http: "http://" + stack.HTTPAddr}
 
 	// Poll health like a load balancer before testing anything.
-	eventually(t, "gRPC health SERVING and /healthz ok", func() bool {
+	poll.Until(t, eventually, "gRPC health SERVING and /healthz ok", func() bool {
 		res, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 		if err != nil || res.GetStatus() != healthpb.HealthCheckResponse_SERVING {
 			return false
@@ -250,7 +251,7 @@ func testDelivery(t *testing.T, e *e2e) {
 
 	t.Run("clean close removes subscriptions", func(t *testing.T) {
 		c.conn.Close(websocket.StatusNormalClosure, "bye")
-		eventually(t, "c's subscriptions gone", func() bool {
+		poll.Until(t, eventually, "c's subscriptions gone", func() bool {
 			return len(e.subscribers(t, "only-c")) == 0 && !slices.Contains(e.subscribers(t, "bc"), c.id)
 		})
 		id := e.publish(t, "bc", `"c left"`, 1)
@@ -310,7 +311,7 @@ func testStoreUnreachable(t *testing.T, e *e2e, db *dynalite.Server) {
 
 	// When the store comes back, everything recovers by itself.
 	db.Restart()
-	eventually(t, "/readyz ok after the store returned", func() bool {
+	poll.Until(t, eventually, "/readyz ok after the store returned", func() bool {
 		resp, err := http.Get(e.http + "/readyz")
 		if err != nil {
 			return false
@@ -513,15 +514,6 @@ func jsonEqual(a, b []byte) bool {
 	return bytes.Equal(ax, by)
 }
 
-// eventually polls cond for up to 10 s; for effects that are asynchronous
-// on AWS too ($disconnect after a close).
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// eventually bounds the waits for effects that are asynchronous on AWS too
+// ($disconnect after a close).
+const eventually = 10 * time.Second

@@ -55,8 +55,8 @@ func TestEmulatorSettings(t *testing.T) {
 			t.Errorf("Publish = %v, want all 4 subscribers accounted for", res)
 		}
 		after := e.scrape(t)
-		throttled := after.value(t, "wsgateway_management_call_duration_seconds", "outcome", "throttled") -
-			before.value(t, "wsgateway_management_call_duration_seconds", "outcome", "throttled")
+		throttled := after.Value(t, "wsgateway_management_call_duration_seconds", "outcome", "throttled") -
+			before.Value(t, "wsgateway_management_call_duration_seconds", "outcome", "throttled")
 		if throttled < 3 {
 			t.Errorf("%v management calls answered 429, want at least 3 of 4 over a quota of 1 call/s", throttled)
 		}
@@ -75,8 +75,8 @@ func TestEmulatorSettings(t *testing.T) {
 			t.Errorf("Publish = %v, want it failed: every management call answers 500", res)
 		}
 		after := e.scrape(t)
-		if got := after.value(t, "wsgateway_management_call_duration_seconds", "outcome", "server_error") -
-			before.value(t, "wsgateway_management_call_duration_seconds", "outcome", "server_error"); got < 1 {
+		if got := after.Value(t, "wsgateway_management_call_duration_seconds", "outcome", "server_error") -
+			before.Value(t, "wsgateway_management_call_duration_seconds", "outcome", "server_error"); got < 1 {
 			t.Errorf("%v management calls answered 500 in /metrics, want every attempt", got)
 		}
 	})

@@ -2,13 +2,12 @@ package devstack_test
 
 import (
 	"net/http"
-	"strings"
 	"testing"
 
 	"github.com/coder/websocket"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
+
+	"github.com/wsgateway/wsgateway/internal/metricstest"
+	"github.com/wsgateway/wsgateway/internal/poll"
 )
 
 // TestMetrics scrapes /metrics around publishes to real WebSocket clients,
@@ -23,7 +22,7 @@ func TestMetrics(t *testing.T) {
 	e.dial(t, "metrics-gone")
 	goneID := e.soleSubscriber(t, "metrics-gone")
 	before := e.scrape(t)
-	if got := before.value(t, "wsgateway_connections_active"); got != 3 {
+	if got := before.Value(t, "wsgateway_connections_active"); got != 3 {
 		t.Fatalf("connections_active = %v with 3 clients open", got)
 	}
 
@@ -38,7 +37,7 @@ func TestMetrics(t *testing.T) {
 	}
 	after := e.scrape(t)
 	publishCall := []string{"grpc_service", "wsgateway.v1.PublisherService", "grpc_method", "Publish"}
-	after.expectDeltas(t, before, []delta{
+	expectDeltas(t, before, after, []delta{
 		{"wsgateway_publishes_total", []string{"outcome", "ok"}, 2},
 		{"wsgateway_deliveries_total", []string{"outcome", "delivered"}, 4},
 		{"wsgateway_deliveries_total", []string{"outcome", "gone"}, 0},
@@ -50,7 +49,7 @@ func TestMetrics(t *testing.T) {
 		{"wsgateway_grpc_server_handled_total", append(publishCall, "grpc_code", "OK"), 2},
 		{"wsgateway_grpc_server_handling_seconds", publishCall, 2},
 	})
-	if got := after.value(t, "wsgateway_connections_active"); got != 3 {
+	if got := after.Value(t, "wsgateway_connections_active"); got != 3 {
 		t.Errorf("connections_active = %v with 3 clients open", got)
 	}
 
@@ -63,7 +62,7 @@ func TestMetrics(t *testing.T) {
 	// A refused publish is counted, but not timed as a fan-out.
 	e.restPublish(t, "metrics", `{}`, http.StatusBadRequest)
 	after = e.scrape(t)
-	after.expectDeltas(t, before, []delta{
+	expectDeltas(t, before, after, []delta{
 		{"wsgateway_publishes_total", []string{"outcome", "ok"}, 1},
 		{"wsgateway_publishes_total", []string{"outcome", "invalid"}, 1},
 		{"wsgateway_deliveries_total", []string{"outcome", "delivered"}, 0},
@@ -74,76 +73,22 @@ func TestMetrics(t *testing.T) {
 		{"wsgateway_grpc_server_handled_total", append(publishCall, "grpc_code", "OK"), 1},
 		{"wsgateway_grpc_server_handled_total", append(publishCall, "grpc_code", "InvalidArgument"), 1},
 	})
-	if got := after.value(t, "wsgateway_connections_active"); got != 2 {
+	if got := after.Value(t, "wsgateway_connections_active"); got != 2 {
 		t.Errorf("connections_active = %v after a drop, want 2", got)
 	}
 
 	a.conn.Close(websocket.StatusNormalClosure, "bye")
-	eventually(t, "connections_active 1 after a client closed", func() bool {
-		return e.scrape(t).value(t, "wsgateway_connections_active") == 1
+	poll.Until(t, eventually, "connections_active 1 after a client closed", func() bool {
+		return e.scrape(t).Value(t, "wsgateway_connections_active") == 1
 	})
 	if ids := e.subscribers(t, "metrics"); len(ids) != 1 {
 		t.Errorf("subscribers of metrics after a close = %v, want c alone", ids)
 	}
 }
 
-// scraped is one scrape of /metrics, parsed.
-type scraped map[string]*dto.MetricFamily
-
-func (e *e2e) scrape(t *testing.T) scraped {
+func (e *e2e) scrape(t *testing.T) metricstest.Families {
 	t.Helper()
-	resp, err := http.Get(e.http + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.HasPrefix(resp.Header.Get("Content-Type"), "text/plain") {
-		t.Fatalf("GET /metrics = %d %s", resp.StatusCode, resp.Header.Get("Content-Type"))
-	}
-	p := expfmt.NewTextParser(model.UTF8Validation)
-	mf, err := p.TextToMetricFamilies(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mf
-}
-
-// value is the counter's or gauge's value, or the histogram's sample
-// count, of the one series of name whose labels include the given pairs.
-func (s scraped) value(t *testing.T, name string, labels ...string) float64 {
-	t.Helper()
-	var found []*dto.Metric
-next:
-	for _, m := range s[name].GetMetric() {
-		for i := 0; i < len(labels); i += 2 {
-			if !hasLabel(m, labels[i], labels[i+1]) {
-				continue next
-			}
-		}
-		found = append(found, m)
-	}
-	if len(found) != 1 {
-		t.Fatalf("%s%v: %d series, want 1", name, labels, len(found))
-	}
-	switch m := found[0]; {
-	case m.Counter != nil:
-		return m.Counter.GetValue()
-	case m.Gauge != nil:
-		return m.Gauge.GetValue()
-	case m.Histogram != nil:
-		return float64(m.Histogram.GetSampleCount())
-	}
-	t.Fatalf("%s: not a counter, gauge or histogram", name)
-	return 0
-}
-
-func hasLabel(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue() == value
-		}
-	}
-	return false
+	return metricstest.Scrape(t, e.http+"/metrics")
 }
 
 type delta struct {
@@ -152,10 +97,10 @@ type delta struct {
 	want   float64
 }
 
-func (s scraped) expectDeltas(t *testing.T, before scraped, deltas []delta) {
+func expectDeltas(t *testing.T, before, after metricstest.Families, deltas []delta) {
 	t.Helper()
 	for _, d := range deltas {
-		if got := s.value(t, d.name, d.labels...) - before.value(t, d.name, d.labels...); got != d.want {
+		if got := after.Value(t, d.name, d.labels...) - before.Value(t, d.name, d.labels...); got != d.want {
 			t.Errorf("%s%v moved by %v, want %v", d.name, d.labels, got, d.want)
 		}
 	}

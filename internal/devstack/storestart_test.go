@@ -18,6 +18,7 @@ import (
 	"github.com/wsgateway/wsgateway/internal/config"
 	"github.com/wsgateway/wsgateway/internal/devstack"
 	"github.com/wsgateway/wsgateway/internal/dynalite"
+	"github.com/wsgateway/wsgateway/internal/poll"
 	"github.com/wsgateway/wsgateway/internal/store"
 )
 
@@ -115,7 +116,7 @@ func TestDevstackRecreatesALostTable(t *testing.T) {
 	}
 	// dynalite deletes in the background; a restart before it is done
 	// would keep the table.
-	eventually(t, "the table deleted", func() bool {
+	poll.Until(t, eventually, "the table deleted", func() bool {
 		_, err := client.DescribeTable(t.Context(), &dynamodb.DescribeTableInput{TableName: aws.String("lost")})
 		var missing *types.ResourceNotFoundException
 		return errors.As(err, &missing)
@@ -123,12 +124,12 @@ func TestDevstackRecreatesALostTable(t *testing.T) {
 	db.Restart()
 
 	var sawMissing bool
-	eventually(t, "/readyz to say the table is missing", func() bool {
+	poll.Until(t, eventually, "/readyz to say the table is missing", func() bool {
 		code, body := readyz(t, e)
 		sawMissing = code == http.StatusServiceUnavailable && strings.Contains(body, "table not found")
 		return sawMissing
 	})
-	eventually(t, "/readyz ok again", func() bool {
+	poll.Until(t, eventually, "/readyz ok again", func() bool {
 		code, _ := readyz(t, e)
 		return code == http.StatusOK
 	})
