@@ -27,6 +27,7 @@ import (
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
 	"github.com/wsgateway/wsgateway/internal/dynalite"
 	"github.com/wsgateway/wsgateway/internal/emulator"
+	"github.com/wsgateway/wsgateway/internal/poll"
 	"github.com/wsgateway/wsgateway/internal/store"
 )
 
@@ -105,7 +106,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	waitFor(t, "the publisher to serve", func() bool {
+	poll.Until(t, 20*time.Second, "the publisher to serve", func() bool {
 		res, err := healthpb.NewHealthClient(conn).Check(ctx, &healthpb.HealthCheckRequest{})
 		return err == nil && res.GetStatus() == healthpb.HealthCheckResponse_SERVING
 	})
@@ -131,7 +132,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Stops accepting: the listeners close while the publish still waits.
-	waitFor(t, "the HTTP listener to close", func() bool {
+	poll.Until(t, 20*time.Second, "the HTTP listener to close", func() bool {
 		c, err := net.DialTimeout("tcp", httpAddr, time.Second)
 		if err == nil {
 			c.Close()
@@ -170,15 +171,4 @@ func freeAddr(t *testing.T) string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
