@@ -27,6 +27,11 @@ wsgateway devstack is up.
   Store            %[4]s
 
 `, s.WSAddr, s.GRPCAddr, s.HTTPAddr, storeName)
+	if e := cfg.Emulator; e != (config.Emulator{}) {
+		// Said up front: a slow or failing stack is otherwise a mystery.
+		fmt.Fprintf(&b, "  Emulated AWS     latency %v, quota %g calls/s (burst %d; 0: none), faults: %g throttled, %g server errors, %g lost $disconnect (seed %d)\n\n",
+			e.Latency, e.Quota, e.QuotaBurst, e.Throttle, e.ServerError, e.LoseDisconnect, e.Seed)
+	}
 
 	tokenAuth, keyAuth := cfg.ConnectTokenSecret != "", len(cfg.APIKeys) > 0
 	if tokenAuth || keyAuth {
