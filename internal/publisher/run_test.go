@@ -30,6 +30,7 @@ import (
 	"github.com/wsgateway/wsgateway/internal/dynalite"
 	"github.com/wsgateway/wsgateway/internal/fanout"
 	"github.com/wsgateway/wsgateway/internal/metrics"
+	"github.com/wsgateway/wsgateway/internal/metricstest"
 	"github.com/wsgateway/wsgateway/internal/publisher"
 	"github.com/wsgateway/wsgateway/internal/store"
 )
@@ -268,22 +269,17 @@ func TestMetricsServed(t *testing.T) {
 	s := startServer(t, nil)
 	s.restPublish(t, "", `{"data":1}`, http.StatusOK)
 
-	resp, err := http.Get(s.http + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /metrics = %d", resp.StatusCode)
-	}
-	for _, want := range []string{
-		`wsgateway_grpc_server_handled_total{grpc_code="OK",grpc_method="Publish",grpc_service="wsgateway.v1.PublisherService",grpc_type="unary"} 1`,
-		`wsgateway_publishes_total{outcome="ok"} 1`,
-		`wsgateway_deliveries_total{outcome="failed"} 1`,
+	m := metricstest.Scrape(t, s.http+"/metrics")
+	for _, c := range []struct {
+		name   string
+		labels []string
+	}{
+		{"wsgateway_grpc_server_handled_total", []string{"grpc_service", "wsgateway.v1.PublisherService", "grpc_method", "Publish", "grpc_code", "OK"}},
+		{"wsgateway_publishes_total", []string{"outcome", "ok"}},
+		{"wsgateway_deliveries_total", []string{"outcome", "failed"}},
 	} {
-		if !bytes.Contains(raw, []byte(want+"\n")) {
-			t.Errorf("/metrics lacks %s", want)
+		if got := m.Value(t, c.name, c.labels...); got != 1 {
+			t.Errorf("%s%v = %v, want 1", c.name, c.labels, got)
 		}
 	}
 }
