@@ -36,6 +36,12 @@ type Config struct {
 	// caller set none (a publish, a WebSocket route), so a stalled store
 	// cannot pin calls without limit.
 	CallTimeout time.Duration
+	// HISTORY_TTL: how long published messages are kept for recovery and
+	// History; 0 keeps none (offsets are still assigned).
+	HistoryTTL time.Duration
+	// RECOVERY_MAX_MESSAGES: the most messages one recovery replays; a
+	// client that missed more is told to resync instead.
+	RecoveryMaxMessages int
 	// Emulator is what the devstack's emulated API Gateway adds of AWS's
 	// limits (EMULATOR_*); only the devstack reads it.
 	Emulator Emulator
@@ -79,6 +85,8 @@ var Settings = []Setting{
 	{"CONNECT_TOKEN_SECRET", "", "HMAC secret of connect tokens; empty: connect auth off"},
 	{"MAX_SUBSCRIPTIONS_PER_CONNECTION", "100", "subscriptions one WebSocket connection may hold"},
 	{"CALL_TIMEOUT", "10s", "deadline of a publisher call or WebSocket route call whose caller set none (Go duration)"},
+	{"HISTORY_TTL", "5m", "how long published messages are kept for recovery and History (Go duration); 0 keeps none"},
+	{"RECOVERY_MAX_MESSAGES", "300", "the most messages one recovering subscribe replays; beyond it the client is told to resync"},
 	{"EMULATOR_LATENCY", "0s", "devstack: added to every management API call, as the round trip to AWS (Go duration)"},
 	{"EMULATOR_QUOTA", "0", "devstack: account throttle on management API calls, calls/s (AWS: 10000); 0: none"},
 	{"EMULATOR_QUOTA_BURST", "", "devstack: calls the throttle allows at once; unset: half of EMULATOR_QUOTA, as on AWS"},
@@ -135,6 +143,16 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("CALL_TIMEOUT=%q: want a Go duration from 100ms to 10m, e.g. 10s", get("CALL_TIMEOUT")))
 	} else {
 		c.CallTimeout = d
+	}
+	if d, err := time.ParseDuration(get("HISTORY_TTL")); err != nil || d < 0 || d > 24*time.Hour {
+		errs = append(errs, fmt.Errorf("HISTORY_TTL=%q: want a Go duration from 0 to 24h, e.g. 5m", get("HISTORY_TTL")))
+	} else {
+		c.HistoryTTL = d
+	}
+	if n, err := strconv.Atoi(get("RECOVERY_MAX_MESSAGES")); err != nil || n < 1 || n > 10000 {
+		errs = append(errs, fmt.Errorf("RECOVERY_MAX_MESSAGES=%q: want a whole number from 1 to 10000", get("RECOVERY_MAX_MESSAGES")))
+	} else {
+		c.RecoveryMaxMessages = n
 	}
 	var emuErrs []error
 	c.Emulator, emuErrs = loadEmulator(get, getenv("EMULATOR_QUOTA_BURST") != "")

@@ -14,7 +14,8 @@ func TestLoadDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := Config{WSAddr: "127.0.0.1:8080", GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8081", TableName: "wsgateway", Region: "us-east-1", MaxSubscriptions: 100, CallTimeout: 10 * time.Second}
+	want := Config{WSAddr: "127.0.0.1:8080", GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8081", TableName: "wsgateway", Region: "us-east-1", MaxSubscriptions: 100, CallTimeout: 10 * time.Second,
+		HistoryTTL: 5 * time.Minute, RecoveryMaxMessages: 300}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load(empty) = %+v, want %+v", c, want)
 	}
@@ -167,6 +168,33 @@ func TestLoadEmulator(t *testing.T) {
 	for _, name := range []string{"EMULATOR_LATENCY", "EMULATOR_QUOTA=", "EMULATOR_QUOTA_BURST", "EMULATOR_FAULT_THROTTLE + EMULATOR_FAULT_SERVER_ERROR", "EMULATOR_FAULT_LOSE_DISCONNECT", "EMULATOR_FAULT_SEED"} {
 		if !slices.ContainsFunc(lines, func(l string) bool { return strings.HasPrefix(l, name) }) {
 			t.Errorf("no line about %s in:\n%v", name, err)
+		}
+	}
+}
+
+func TestLoadStreamSettings(t *testing.T) {
+	t.Parallel()
+	c, err := Load(func(k string) string {
+		return map[string]string{"HISTORY_TTL": "0", "RECOVERY_MAX_MESSAGES": "5"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HistoryTTL != 0 || c.RecoveryMaxMessages != 5 {
+		t.Errorf("HISTORY_TTL=0, RECOVERY_MAX_MESSAGES=5 read as %v, %d", c.HistoryTTL, c.RecoveryMaxMessages)
+	}
+	for _, bad := range []map[string]string{
+		{"HISTORY_TTL": "-1s"}, {"HISTORY_TTL": "forever"}, {"HISTORY_TTL": "48h"},
+		{"RECOVERY_MAX_MESSAGES": "0"}, {"RECOVERY_MAX_MESSAGES": "many"},
+	} {
+		if _, err := Load(func(k string) string { return bad[k] }); err == nil {
+			t.Errorf("Load(%v) accepted it", bad)
+		} else {
+			for name := range bad {
+				if !strings.Contains(err.Error(), name) {
+					t.Errorf("Load(%v) = %v, which does not name %s", bad, err, name)
+				}
+			}
 		}
 	}
 }
