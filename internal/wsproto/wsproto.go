@@ -188,11 +188,15 @@ type ErrorFrame struct {
 	Message string `json:"message"`
 }
 
-// Message is the envelope every subscriber of a topic receives.
+// Message is the envelope every subscriber of a topic receives. Offset and
+// Epoch are the message's position in its topic (see message.go); a frame
+// without a position leaves them out.
 type Message struct {
 	Type        string            `json:"type"`
 	Topic       string            `json:"topic"`
 	ID          string            `json:"id"`
+	Offset      uint64            `json:"offset,omitempty"`
+	Epoch       string            `json:"epoch,omitempty"`
 	Data        json.RawMessage   `json:"data"`
 	Attributes  map[string]string `json:"attributes,omitempty"`
 	PublishTime time.Time         `json:"publishTime"`
