@@ -19,6 +19,8 @@ type Memory struct {
 	conns  map[string]memConnection
 	topics map[string][]memSubscription   // topic → subscriptions ordered by connection id
 	byConn map[string]map[string]struct{} // connection id → its topics
+
+	streams memStreams // positions, history and idempotency keys (memory_streams.go)
 }
 
 type memConnection struct {
@@ -42,6 +44,11 @@ func NewMemory(opts ...Option) *Memory {
 		conns:  make(map[string]memConnection),
 		topics: make(map[string][]memSubscription),
 		byConn: make(map[string]map[string]struct{}),
+		streams: memStreams{
+			counters: make(map[string]*memCounter),
+			history:  make(map[string][]memRetained),
+			keys:     make(map[idemKey]*memReservation),
+		},
 	}
 }
 

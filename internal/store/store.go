@@ -67,6 +67,8 @@ type Page struct {
 // Store is what handlers, the fan-out and the publisher need from storage.
 // Every method is safe for concurrent use.
 type Store interface {
+	Streams
+
 	// PutConnection records an open connection.
 	PutConnection(ctx context.Context, c Connection) error
 	// GetConnection returns a recorded, unexpired connection or ErrNotFound.
