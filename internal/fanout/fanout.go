@@ -25,7 +25,8 @@ import (
 )
 
 // ErrInvalid marks a message the caller must fix (bad topic, no data,
-// envelope over 128 KB). Errors wrap it with the detail.
+// envelope over 128 KB, malformed idempotency key). Errors wrap it with the
+// detail.
 var ErrInvalid = errors.New("invalid message")
 
 // Limits a message must stay within. The envelope limit is API Gateway's;
@@ -36,6 +37,9 @@ const (
 	MaxAttributes          = 64
 	MaxAttributeKeyBytes   = 128
 	MaxAttributeValueBytes = 1024
+	// MaxIdempotencyKeyBytes bounds an idempotency key, which is stored
+	// with every keyed publish for store.IdempotencyWindow.
+	MaxIdempotencyKeyBytes = 128
 )
 
 // Message is what a backend publishes.
@@ -43,14 +47,24 @@ type Message struct {
 	Topic      string
 	Data       json.RawMessage // any JSON value; required
 	Attributes map[string]string
+	// IdempotencyKey, when not empty (1–128 printable ASCII characters),
+	// makes a retry of the same publish within store.IdempotencyWindow
+	// answer the first one's outcome instead of delivering it again.
+	IdempotencyKey string
 }
 
 // Result counts how the deliveries of one publish ended.
 type Result struct {
 	MessageID string
+	// Position is the message's place in its topic's stream; zero when
+	// the Fanout has no Options.Streams.
+	Position  store.Position
 	Delivered int
 	Gone      int
 	Failed    int
+	// Duplicate: the idempotency key was an earlier accepted publish's.
+	// MessageID and Position are that publish's; nothing was delivered.
+	Duplicate bool
 }
 
 // Subscribers is what the fan-out reads subscribers from and forgets gone
@@ -101,6 +115,15 @@ type Options struct {
 	Now         func() time.Time // default time.Now; the envelope's publishTime
 	NewID       func() string    // default a random UUIDv4; the message id
 	Observer    Observer         // default one that ignores everything
+	// Streams gives every message its topic position, retains it for
+	// HistoryTTL and remembers idempotency keys. Without it (tests of the
+	// delivery alone) messages carry no position, and a message with an
+	// idempotency key is refused, since no key could be remembered.
+	Streams store.Streams
+	// HistoryTTL is how long a message is retained for recovery and
+	// History. Unlike the fields above, zero is not a default: it keeps
+	// nothing (positions are still assigned).
+	HistoryTTL time.Duration
 }
 
 // Observer is told how publishes go, for metrics (internal/metrics
@@ -201,10 +224,36 @@ func validate(m Message) error {
 			return fmt.Errorf("%w: attribute %q is not valid UTF-8", ErrInvalid, k)
 		}
 	}
+	return checkIdempotencyKey(m.IdempotencyKey)
+}
+
+// checkIdempotencyKey accepts no key, or 1–128 printable ASCII characters:
+// keys are compared byte for byte and stored, so nothing that a log, a
+// terminal or a normalizing proxy could show or change differently.
+func checkIdempotencyKey(key string) error {
+	if n := len(key); n > MaxIdempotencyKeyBytes {
+		return fmt.Errorf("%w: idempotency key is %d bytes, at most %d allowed", ErrInvalid, n, MaxIdempotencyKeyBytes)
+	}
+	for i := range len(key) {
+		if c := key[i]; c < 0x20 || c > 0x7e {
+			return fmt.Errorf("%w: idempotency key has byte %#02x at %d: only printable ASCII characters are allowed", ErrInvalid, c, i)
+		}
+	}
 	return nil
 }
 
 // Publish posts m to every subscriber of its topic and counts the outcomes.
+//
+// With Options.Streams, the message first takes its topic's next position,
+// which its envelope carries, and is retained for HistoryTTL. A message
+// with an idempotency key first reserves the key: if an accepted publish
+// to the topic holds it, Publish delivers nothing and returns that
+// publish's id and position with Duplicate set. A message that cannot be
+// delivered (invalid, or its envelope over API Gateway's limit) takes no
+// position. If the position or the retention fails, nothing is posted
+// and the key is freed for a retry; so it is if the first page of
+// subscribers cannot be read. Once anything may have been posted, the key
+// stays taken: a retry must not post the message again.
 //
 // Each subscriber gets the same envelope bytes, encoded once. A connection
 // that is gone (410) is deleted from the store with all its subscriptions.
@@ -214,10 +263,12 @@ func validate(m Message) error {
 // deliver twice (clients dedupe by message id). Posts start as fast as the
 // management API absorbs them, and no faster (see flow).
 //
-// Publish returns an error only when m is invalid (ErrInvalid; nothing read
-// or posted) or subscribers could not be read (wrapping store.ErrUnavailable,
-// or ctx's error if ctx ended the read). A failure on the first page means
-// nothing was posted; on a later page, the Result counts what was.
+// Publish returns an error when m is invalid (ErrInvalid; nothing read,
+// stored or posted), when the streams failed (wrapping
+// store.ErrUnavailable, or ctx's error if ctx ended the call; nothing
+// posted) or when subscribers could not be read (likewise). A failure on
+// the first page means nothing was posted; on a later page, the Result
+// counts what was.
 //
 // ctx bounds the whole publish. When it ends after the first page was read,
 // posting stops, every subscriber read but not delivered counts as Failed,
@@ -229,33 +280,125 @@ func (f *Fanout) Publish(ctx context.Context, m Message) (res Result, err error)
 	if err := validate(m); err != nil {
 		return Result{}, err
 	}
+	if m.IdempotencyKey != "" && f.opts.Streams == nil {
+		return Result{}, errors.New("fanout: an idempotency key needs Options.Streams to remember it")
+	}
 	id := f.opts.NewID()
-	envelope, err := wsproto.EncodeMessage(wsproto.Message{
+	msg := wsproto.Message{
 		Topic:       m.Topic,
 		ID:          id,
 		Data:        m.Data,
 		Attributes:  m.Attributes,
 		PublishTime: f.opts.Now(),
-	})
+	}
+	// Sized with the longest position there is, before taking one: a
+	// message too large to deliver must not consume an offset (a gap
+	// every subscriber would try to recover).
+	sized, room := msg, ""
+	if f.opts.Streams != nil {
+		sized, room = wsproto.WithLongestPosition(msg), " with room for its position"
+	}
+	if err := checkEnvelope(sized, room); err != nil {
+		return Result{}, err
+	}
+
+	log := f.opts.Logger.With("topic", m.Topic, "message_id", id)
+	if m.IdempotencyKey != "" {
+		o, err := f.opts.Streams.Reserve(ctx, m.Topic, m.IdempotencyKey)
+		if errors.Is(err, store.ErrDuplicate) {
+			return Result{MessageID: o.MessageID, Position: o.Position, Duplicate: true}, nil
+		}
+		if err != nil {
+			return Result{}, streamError(ctx, "reserve the idempotency key", err)
+		}
+		log = log.With("idempotency_key", m.IdempotencyKey)
+	}
+	// posted turns true once a post may have been made; until then a
+	// failure frees the key.
+	posted := false
+	defer func() {
+		if m.IdempotencyKey != "" {
+			o := store.Outcome{MessageID: res.MessageID, Position: res.Position}
+			f.settleKey(ctx, log, m, o, err == nil || posted)
+		}
+	}()
+
+	if f.opts.Streams != nil {
+		if msg.Offset, msg.Epoch, err = f.position(ctx, m.Topic); err != nil {
+			return Result{}, err
+		}
+	}
+	envelope, err := wsproto.EncodeMessage(msg)
 	if err != nil {
 		return Result{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if len(envelope) > MaxEnvelopeBytes {
-		return Result{}, fmt.Errorf("%w: envelope is %d bytes, API Gateway's limit is %d", ErrInvalid, len(envelope), MaxEnvelopeBytes)
+		// Only a store breaking MaxEpochBytes gets here: the bound above
+		// held everything the caller controls.
+		return Result{}, fmt.Errorf("fanout: envelope with epoch %q is %d bytes, over the bound of %d", msg.Epoch, len(envelope), MaxEnvelopeBytes)
+	}
+	res = Result{MessageID: id, Position: store.Position{Epoch: msg.Epoch, Offset: msg.Offset}}
+	if f.opts.Streams != nil && f.opts.HistoryTTL > 0 {
+		r := store.Retained{Offset: msg.Offset, Envelope: envelope}
+		if err := f.opts.Streams.Retain(ctx, m.Topic, res.Position, r, f.opts.HistoryTTL); err != nil {
+			return Result{}, streamError(ctx, "retain the message", err)
+		}
 	}
 
 	page, err := f.lookup(ctx, m.Topic, "")
 	if err != nil {
-		return Result{MessageID: id}, lookupError(ctx, m.Topic, err)
+		return Result{MessageID: id, Position: res.Position}, lookupError(ctx, m.Topic, err)
 	}
-	p := &publish{
-		Fanout:   f,
-		envelope: envelope,
-		log:      f.opts.Logger.With("topic", m.Topic, "message_id", id),
+	posted = true
+	p := &publish{Fanout: f, envelope: envelope, log: log}
+	counts, err := p.run(ctx, m.Topic, page)
+	counts.MessageID, counts.Position = res.MessageID, res.Position
+	return counts, err
+}
+
+// checkEnvelope refuses a message whose envelope API Gateway would refuse;
+// room says what the size includes beyond the message itself.
+func checkEnvelope(m wsproto.Message, room string) error {
+	envelope, err := wsproto.EncodeMessage(m)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	res, err = p.run(ctx, m.Topic, page)
-	res.MessageID = id
-	return res, err
+	if len(envelope) > MaxEnvelopeBytes {
+		return fmt.Errorf("%w: envelope%s is %d bytes, API Gateway's limit is %d", ErrInvalid, room, len(envelope), MaxEnvelopeBytes)
+	}
+	return nil
+}
+
+// position takes topic's next position. Its counter is kept at least as
+// long as the messages it numbers, so History never holds offsets of an
+// epoch the counter has forgotten.
+func (f *Fanout) position(ctx context.Context, topic string) (uint64, string, error) {
+	keep := max(store.PositionKeep, f.opts.HistoryTTL)
+	pos, err := f.opts.Streams.NextPosition(ctx, topic, keep)
+	if err != nil {
+		return 0, "", streamError(ctx, "take the next position", err)
+	}
+	return pos.Offset, pos.Epoch, nil
+}
+
+// settleKey records the publish's outcome under its key (accepted: the
+// message may have reached someone, so a retry must not post it again),
+// or frees the key (nothing was posted: a retry should go through). Both
+// run even when ctx has ended, bounded by CallTimeout: a key left reserved
+// would hold every retry until IdempotencyWindow passed. Their failure is
+// logged, not returned: the publish itself is decided.
+func (f *Fanout) settleKey(ctx context.Context, log *slog.Logger, m Message, o store.Outcome, accepted bool) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.CallTimeout)
+	defer cancel()
+	if accepted {
+		if err := f.opts.Streams.Complete(ctx, m.Topic, m.IdempotencyKey, o); err != nil {
+			log.WarnContext(ctx, "fanout: record the idempotency key's outcome", "err", err)
+		}
+		return
+	}
+	if err := f.opts.Streams.Release(ctx, m.Topic, m.IdempotencyKey); err != nil {
+		log.WarnContext(ctx, "fanout: release the idempotency key", "err", err)
+	}
 }
 
 // lookup reads one page of the topic's subscribers.
@@ -444,6 +587,16 @@ func (p *publish) backoff(attempt int) time.Duration {
 // lookupError makes a failed subscriber read one the edge can map: ctx's own
 // error if that is what ended the read, store.ErrUnavailable otherwise.
 func lookupError(ctx context.Context, topic string, err error) error {
+	return fmt.Errorf("read subscribers of %q: %w", topic, storeCause(ctx, err))
+}
+
+// streamError is lookupError for the calls that number, retain and
+// deduplicate messages.
+func streamError(ctx context.Context, what string, err error) error {
+	return fmt.Errorf("%s: %w", what, storeCause(ctx, err))
+}
+
+func storeCause(ctx context.Context, err error) error {
 	cause := store.ErrUnavailable
 	if ctx.Err() != nil {
 		cause = ctx.Err()
@@ -451,5 +604,5 @@ func lookupError(ctx context.Context, topic string, err error) error {
 	if !errors.Is(err, cause) {
 		err = fmt.Errorf("%w: %w", cause, err)
 	}
-	return fmt.Errorf("read subscribers of %q: %w", topic, err)
+	return err
 }
