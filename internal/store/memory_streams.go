@@ -187,7 +187,9 @@ func (m *Memory) History(_ context.Context, topic string, since uint64, limit in
 	}
 	var out []Retained
 	for _, r := range msgs[i:] {
-		if len(out) == limit {
+		// Later offsets reach a subscriber stored before the call live, as
+		// in the DynamoDB store.
+		if len(out) == limit || r.offset > c.pos.Offset {
 			break
 		}
 		if r.epoch != c.pos.Epoch || !live(r.expires, now) {

@@ -1,6 +1,9 @@
 package store
 
 import (
+	"encoding/base64"
+	"fmt"
+
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
@@ -10,16 +13,30 @@ import (
 // (deploy/table.json declares the same table; TestTableJSONMatchesCode keeps
 // them equal).
 //
-// One table, two kinds of item, both keyed so that every read is a Query:
+// One table, five kinds of item, keyed so that every read is a GetItem or
+// a Query:
 //
-//	item          pk               sk              attributes
-//	connection    conn#<id>        conn#<id>       connectedAt, subject, sourceIp, userAgent, allowedTopics, expiresAt
-//	subscription  topic#<topic>    conn#<id>       subscribedAt, expiresAt
+//	item          pk                  sk                          attributes
+//	connection    conn#<id>           conn#<id>                   connectedAt, subject, sourceIp, userAgent, allowedTopics, expiresAt
+//	subscription  topic#<topic>       conn#<id>                   subscribedAt, expiresAt
+//	counter       pos#<topic>         pos#<topic>                 offset, epoch, expiresAt
+//	history       hist#<topic>        hist#<topic>#<offset>       epoch, envelope, expiresAt
+//	idempotency   idem#<topic>#<key>  idem#<topic>#<key>          state, messageId, epoch, offset, expiresAt
 //
 // A topic's subscribers are one partition of the table, ordered by
 // connection id. The byConnection index swaps the keys, so one partition of
 // it holds a connection's item and all its subscriptions: what $disconnect
 // deletes and Topics lists.
+//
+// The streams' items (streams.go) land in the byConnection index too, as
+// every item with pk and sk does: each gets an sk of its own, so none of
+// the index's partitions grows hot with a busy topic, and none starts with
+// conn#, so the index's readers (DeleteConnection, Topics) never see them.
+// A history item's offset is zero-padded to 20 digits (all of uint64), so
+// the sort key orders a topic's history by offset. An idempotency key is
+// base64url-encoded in its item's key: keys may hold '#', and without the
+// encoding topic "a#b" with key "c" and topic "a" with key "b#c" would share
+// an item; the encoding has no '#', so the last '#' ends the topic.
 const (
 	attrPK            = "pk"
 	attrSK            = "sk"
@@ -30,15 +47,30 @@ const (
 	attrSourceIP      = "sourceIp"
 	attrUserAgent     = "userAgent"
 	attrAllowedTopics = "allowedTopics"
+	attrOffset        = "offset"
+	attrEpoch         = "epoch"
+	attrState         = "state"
 
 	indexByConnection = "byConnection"
 
-	connPrefix  = "conn#"
-	topicPrefix = "topic#"
+	connPrefix    = "conn#"
+	topicPrefix   = "topic#"
+	counterPrefix = "pos#"
+	historyPrefix = "hist#"
+	idemPrefix    = "idem#"
 )
 
 func connKey(id string) string     { return connPrefix + id }
 func topicKey(topic string) string { return topicPrefix + topic }
+
+func counterKey(topic string) string { return counterPrefix + topic }
+func historyPK(topic string) string  { return historyPrefix + topic }
+func historySK(topic string, offset uint64) string {
+	return fmt.Sprintf("%s%s#%020d", historyPrefix, topic, offset)
+}
+func idemItemKey(topic, key string) string {
+	return idemPrefix + topic + "#" + base64.RawURLEncoding.EncodeToString([]byte(key))
+}
 
 // createTableInput declares the table for EnsureTable. DynamoDB's
 // CreateTable cannot set the TTL attribute; deploy/table.json does.

@@ -66,7 +66,9 @@ type Streams interface {
 	// History returns topic's retained, unexpired messages of its current
 	// epoch with an offset above since, oldest first, at most limit, and
 	// the topic's latest position (offset 0 and an empty epoch when the
-	// topic has no counter).
+	// topic has no counter). It reads the position first and returns no
+	// message above it: those were published after the call began, so a
+	// subscription stored before the call gets them live.
 	History(ctx context.Context, topic string, since uint64, limit int) ([]Retained, Position, error)
 	// Reserve claims key for a publish to topic, for IdempotencyWindow.
 	// If an accepted publish holds it, it returns ErrDuplicate with that

@@ -75,6 +75,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"ConcurrentSubscribes", testConcurrentSubscribes},
 		{"Ping", testPing},
 	}
+	tests = append(tests, streamTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
