@@ -16,6 +16,16 @@
  * client never throws on what the server sends: a frame it does not
  * understand is reported as an "error" event and dropped.
  *
+ * Messages of a topic carry a position (epoch, offset). The client uses it
+ * so that the app sees each message once and in offset order: it drops
+ * duplicates, holds a message that arrives after a gap until the gap fills
+ * (gapTimeoutMs), and on every resubscribe asks the server to recover what
+ * was published since the last position it delivered. What it cannot
+ * recover it reports as a "resync" event: the app reloads from its own
+ * source of truth, and the client carries on from the topic's new position.
+ *
+ *     client.on("resync", ({ topic }) => reload(topic));
+ *
  * Plain ES module with JSDoc types, checked by tsc (web/tsconfig.json): no
  * build step, no dependencies.
  */
@@ -35,15 +45,31 @@ export const MAX_TOPICS_PER_FRAME = 50;
 /** @typedef {{ [key: string]: JSONValue }} JSONObject */
 
 /**
- * Frames the client sends.
- * @typedef {{ action: "subscribe" | "unsubscribe", topics: string[] }} TopicsRequest
+ * A message's place in its topic's stream. Within one epoch offsets grow by
+ * exactly 1 per publish; a new epoch means the old offsets mean nothing.
+ * Offset 0 is the position of a topic with nothing published yet.
+ * @typedef {{ epoch: string, offset: number }} Position
+ */
+
+/**
+ * Frames the client sends. recover asks for every message after the given
+ * position of each topic.
+ * @typedef {{ action: "subscribe" | "unsubscribe", topics: string[], recover?: Record<string, Position> }} TopicsRequest
  * @typedef {{ action: "ping" }} PingRequest
  * @typedef {TopicsRequest | PingRequest} ClientFrame
  */
 
 /**
- * Frames the server sends.
- * @typedef {{ type: "subscribed" | "unsubscribed", topics: string[] }} TopicsFrame
+ * Frames the server sends. A subscribed frame carries each topic's latest
+ * position when the subscription was stored, and, for every topic the
+ * subscribe asked to recover, whether the missed messages are coming.
+ * Messages of a topic publish carry their position; others have none.
+ * @typedef {{
+ *   type: "subscribed" | "unsubscribed",
+ *   topics: string[],
+ *   positions?: Record<string, Position>,
+ *   recovered?: Record<string, boolean>,
+ * }} TopicsFrame
  * @typedef {{ type: "pong" }} PongFrame
  * @typedef {{
  *   type: "message",
@@ -52,6 +78,8 @@ export const MAX_TOPICS_PER_FRAME = 50;
  *   data: JSONValue,
  *   attributes?: Record<string, string>,
  *   publishTime: string,
+ *   offset?: number,
+ *   epoch?: string,
  * }} MessageFrame
  * @typedef {{ type: "error", code: string, message: string }} ErrorFrame
  * @typedef {TopicsFrame | PongFrame | MessageFrame | ErrorFrame} ServerFrame
@@ -75,11 +103,29 @@ export const MAX_TOPICS_PER_FRAME = 50;
  */
 
 /**
+ * Why a topic needs a resync:
+ * - "not_recovered": the server could not recover the missed messages
+ *   (another epoch, past the retention, or too many);
+ * - "new_epoch": the topic's position was reset, so offsets start over;
+ * - "gap": messages stayed missing even after asking for them again.
+ * @typedef {"not_recovered" | "new_epoch" | "gap"} ResyncReason
+ * @typedef {{ topic: string, reason: ResyncReason }} Resync
+ */
+
+/**
+ * Missed messages of a topic were recovered and delivered: count of them
+ * (0 when nothing was missed), after a reconnect or after a gap.
+ * @typedef {{ topic: string, count: number, cause: "reconnect" | "gap" }} Recovered
+ */
+
+/**
  * @typedef {{
  *   message: MessageFrame,
  *   status: Status,
  *   error: GatewayError,
  *   subscriptions: Subscription[],
+ *   resync: Resync,
+ *   recovered: Recovered,
  * }} EventMap
  */
 
@@ -107,6 +153,9 @@ export const MAX_TOPICS_PER_FRAME = 50;
  *   nothing for this long is treated as dead and replaced. Default 30 s.
  * @property {number} [initialBackoffMs] First reconnect delay. Default 500 ms.
  * @property {number} [maxBackoffMs] Cap on reconnect delays. Default 30 s.
+ * @property {number} [gapTimeoutMs] How long a message that arrived after a
+ *   gap is held for the missing ones before the client asks the server for
+ *   them. Default 1 s.
  * @property {SocketConstructor} [WebSocket] Defaults to globalThis.WebSocket.
  * @property {() => number} [random] Jitter source in [0, 1); Math.random.
  */
@@ -165,15 +214,30 @@ export function parseFrame(raw) {
   }
   switch (v.type) {
     case "subscribed":
-    case "unsubscribed":
-      if (isStringArray(v.topics)) {
-        return { type: v.type, topics: v.topics };
+    case "unsubscribed": {
+      if (!isStringArray(v.topics)) {
+        return unexpected(`${v.type} without a list of topics`);
       }
-      return unexpected(`${v.type} without a list of topics`);
+      /** @type {TopicsFrame} */
+      const f = { type: v.type, topics: v.topics };
+      if (v.positions !== undefined) {
+        if (!isRecord(v.positions) || !Object.values(v.positions).every(isPosition)) {
+          return unexpected("positions are not {epoch, offset} pairs");
+        }
+        f.positions = /** @type {Record<string, Position>} */ (v.positions);
+      }
+      if (v.recovered !== undefined) {
+        if (!isRecord(v.recovered) || !Object.values(v.recovered).every((r) => typeof r === "boolean")) {
+          return unexpected("recovered is not a map of booleans");
+        }
+        f.recovered = /** @type {Record<string, boolean>} */ (v.recovered);
+      }
+      return f;
+    }
     case "pong":
       return { type: "pong" };
     case "message": {
-      const { topic, id, data, attributes, publishTime } = v;
+      const { topic, id, data, attributes, publishTime, offset, epoch } = v;
       if (typeof topic !== "string" || typeof id !== "string" || typeof publishTime !== "string" || data === undefined) {
         return unexpected("message without topic, id, data and publishTime");
       }
@@ -184,6 +248,14 @@ export function parseFrame(raw) {
       const m = { type: "message", topic, id, data: /** @type {JSONValue} */ (data), publishTime };
       if (attributes !== undefined) {
         m.attributes = attributes;
+      }
+      // Both or neither: an offset means nothing without its epoch.
+      if (offset !== undefined || epoch !== undefined) {
+        if (!isPosition({ epoch, offset }) || offset === 0) {
+          return unexpected("message offset is not a whole number from 1 with an epoch");
+        }
+        m.offset = /** @type {number} */ (offset);
+        m.epoch = /** @type {string} */ (epoch);
       }
       return m;
     }
@@ -231,6 +303,30 @@ function checkTopics(topics) {
 
 const OPEN = 1; // WebSocket.OPEN, without needing the global
 
+/** @typedef {MessageFrame & Position} PositionedMessage a message of a topic publish */
+
+/**
+ * What the client knows of one subscribed topic's stream.
+ * @typedef {object} Stream
+ * @property {Position | null} pos The last position delivered to the app,
+ *   or where the subscription started; null until the server says.
+ * @property {Map<number, PositionedMessage>} held Messages above pos + 1,
+ *   by offset, waiting for the ones below them (any while pos is null).
+ * @property {number} latest The highest offset known to exist in pos's epoch.
+ * @property {ReturnType<typeof setTimeout> | undefined} timer The deadline
+ *   of the current gap.
+ * @property {Ask | null} asked The recover the server was asked for.
+ * @property {Set<string>} retired Epochs left behind: their late messages
+ *   were published before the reset the app resynced for, so they are dropped.
+ */
+
+/**
+ * A recover sent from `from`; until is the offset it must reach, known once
+ * the server answered that the messages are coming. had: the offsets held
+ * when it was sent, which are not counted as recovered.
+ * @typedef {{ from: Position, until: number | null, cause: Recovered["cause"], had: number[] }} Ask
+ */
+
 export class GatewayClient {
   /** @type {string} */ #url;
   /** @type {string} the URL without its query, for messages: the token stays out of logs */
@@ -241,8 +337,17 @@ export class GatewayClient {
   #attempt = 0;
   /** @type {Map<string, boolean>} topic → confirmed on this connection */
   #topics = new Map();
+  /** @type {Map<string, Stream>} topic → its stream, for every topic held; kept across reconnects */
+  #streams = new Map();
   /** @type {{ [K in keyof EventMap]: Set<(value: EventMap[K]) => void> }} */
-  #listeners = { message: new Set(), status: new Set(), error: new Set(), subscriptions: new Set() };
+  #listeners = {
+    message: new Set(),
+    status: new Set(),
+    error: new Set(),
+    subscriptions: new Set(),
+    resync: new Set(),
+    recovered: new Set(),
+  };
   /** @type {ReturnType<typeof setTimeout> | undefined} */ #retryTimer;
   /** @type {ReturnType<typeof setInterval> | undefined} */ #pingTimer;
   /** @type {ReturnType<typeof setTimeout> | undefined} */ #pongTimer;
@@ -257,6 +362,7 @@ export class GatewayClient {
       pongTimeoutMs: options.pongTimeoutMs ?? 30_000,
       initialMs: options.initialBackoffMs ?? 500,
       maxMs: options.maxBackoffMs ?? 30_000,
+      gapTimeoutMs: options.gapTimeoutMs ?? 1000,
       WebSocket: options.WebSocket ?? /** @type {SocketConstructor} */ (globalThis.WebSocket),
       random: options.random ?? Math.random,
     };
@@ -319,6 +425,7 @@ export class GatewayClient {
     for (const t of list) {
       if (!this.#topics.has(t)) {
         this.#topics.set(t, false);
+        this.#streams.set(t, { pos: null, held: new Map(), latest: 0, timer: undefined, asked: null, retired: new Set() });
       }
     }
     this.#emit("subscriptions", this.subscriptions);
@@ -326,13 +433,15 @@ export class GatewayClient {
   }
 
   /**
-   * Stops receiving topics and forgets them.
+   * Stops receiving topics and forgets them, positions included.
    * @param {string | string[]} topics
    */
   unsubscribe(topics) {
     const list = checkTopics(topics);
     for (const t of list) {
       this.#topics.delete(t);
+      clearTimeout(this.#streams.get(t)?.timer);
+      this.#streams.delete(t);
     }
     this.#emit("subscriptions", this.subscriptions);
     this.#sendTopics("unsubscribe", list);
@@ -365,7 +474,7 @@ export class GatewayClient {
       this.#attempt = 0;
       this.#setStatus({ state: "open", attempt: 0 });
       this.#startPing();
-      this.#sendTopics("subscribe", [...this.#topics.keys()]);
+      this.#sendTopics("subscribe", [...this.#topics.keys()], true);
     };
     ws.onmessage = (ev) => this.#receive(ev.data);
     ws.onclose = (ev) => {
@@ -411,6 +520,12 @@ export class GatewayClient {
     if (changed) {
       this.#emit("subscriptions", this.subscriptions);
     }
+    // What was held stays held; the next connection's recover fills the gaps.
+    for (const s of this.#streams.values()) {
+      clearTimeout(s.timer);
+      s.timer = undefined;
+      s.asked = null;
+    }
   }
 
   #startPing() {
@@ -450,10 +565,18 @@ export class GatewayClient {
         if (changed) {
           this.#emit("subscriptions", this.subscriptions);
         }
+        if (active) {
+          for (const t of frame.topics) {
+            const s = this.#streams.get(t);
+            if (s) {
+              this.#started(t, s, frame);
+            }
+          }
+        }
         break;
       }
       case "message":
-        this.#emit("message", frame);
+        this.#onMessage(frame);
         break;
       case "error":
         this.#emit("error", new GatewayError(frame.code, frame.message, raw));
@@ -464,20 +587,248 @@ export class GatewayClient {
   }
 
   /**
-   * @param {"subscribe" | "unsubscribe"} action
-   * @param {string[]} topics
+   * A topic's subscription was stored: the frame says where it starts and
+   * whether what the client asked to recover is coming.
+   * @param {string} topic
+   * @param {Stream} s
+   * @param {TopicsFrame} frame
    */
-  #sendTopics(action, topics) {
-    for (let i = 0; i < topics.length; i += MAX_TOPICS_PER_FRAME) {
-      this.#send({ action, topics: topics.slice(i, i + MAX_TOPICS_PER_FRAME) });
+  #started(topic, s, frame) {
+    const p = frame.positions?.[topic];
+    const recovered = frame.recovered?.[topic];
+    const asked = s.asked;
+    if (asked && recovered === false) {
+      this.#restart(topic, s, "not_recovered", p ?? s.pos);
+      return;
+    }
+    if (asked && recovered === true) {
+      // The replay runs up to where the topic stood when the subscription was stored.
+      asked.until = p?.epoch === asked.from.epoch ? p.offset : asked.from.offset;
+    } else {
+      s.asked = null; // a server that does not recover: nothing more is coming
+    }
+    if (!p) {
+      if (s.pos === null) {
+        this.#restart(topic, s, null, null); // a server that sends no positions: deliver what is held
+        return;
+      }
+    } else if (s.pos === null) {
+      this.#restart(topic, s, null, p);
+      return;
+    } else if (p.epoch !== s.pos.epoch) {
+      this.#restart(topic, s, "new_epoch", p);
+      return;
+    } else {
+      s.latest = Math.max(s.latest, p.offset);
+    }
+    this.#advance(topic, s);
+  }
+
+  /** @param {MessageFrame} m */
+  #onMessage(m) {
+    const s = this.#streams.get(m.topic);
+    if (m.offset === undefined || m.epoch === undefined || !s) {
+      this.#emit("message", m); // no position (or a topic no longer held): nothing to order it by
+      return;
+    }
+    const pm = /** @type {PositionedMessage} */ (m);
+    if (s.retired.has(pm.epoch)) {
+      return;
+    }
+    if (s.pos === null) {
+      if (this.#topics.get(m.topic)) {
+        // Confirmed, yet the server named no position: start at this message.
+        s.pos = { epoch: pm.epoch, offset: pm.offset - 1 };
+      }
+      // Otherwise held until the subscribed frame says where the subscription starts.
+    } else if (pm.epoch !== s.pos.epoch) {
+      this.#restart(m.topic, s, "new_epoch", { epoch: pm.epoch, offset: pm.offset - 1 });
+      if (this.#streams.get(m.topic) !== s) {
+        return;
+      }
+    }
+    if ((s.pos !== null && pm.offset <= s.pos.offset) || s.held.has(pm.offset)) {
+      return; // delivered or held already: a replay, or the server's at-least-once
+    }
+    s.held.set(pm.offset, pm);
+    this.#advance(m.topic, s);
+  }
+
+  /**
+   * Delivers what follows pos without a hole, reports a recovery that has
+   * completed, and keeps a deadline running while a gap remains.
+   * @param {string} topic
+   * @param {Stream} s
+   */
+  #advance(topic, s) {
+    if (s.pos !== null) {
+      // The recovery may be complete already (nothing was missed), or with
+      // any of the messages below; it is reported right after its last one.
+      if (!this.#recoveryDone(topic, s)) {
+        return;
+      }
+      for (let m = s.held.get(s.pos.offset + 1); m; m = s.held.get(s.pos.offset + 1)) {
+        s.held.delete(m.offset);
+        s.pos = { epoch: s.pos.epoch, offset: m.offset };
+        this.#emit("message", m);
+        if (this.#streams.get(topic) !== s || !this.#recoveryDone(topic, s)) {
+          return; // a listener unsubscribed
+        }
+      }
+      s.latest = Math.max(s.latest, s.pos.offset);
+    }
+    const gap = s.held.size > 0 || (s.pos !== null && s.latest > s.pos.offset);
+    if (!gap) {
+      clearTimeout(s.timer);
+      s.timer = undefined;
+    } else if (s.timer === undefined) {
+      s.timer = setTimeout(() => this.#gapExpired(topic, s), this.#opts.gapTimeoutMs);
     }
   }
 
-  /** Sends if open; otherwise the next open sends what matters (the topics). @param {ClientFrame} frame */
+  /**
+   * Emits "recovered" once pos has reached what the server said it would
+   * replay. Returns false if a listener let go of the topic.
+   * @param {string} topic
+   * @param {Stream} s
+   */
+  #recoveryDone(topic, s) {
+    const a = s.asked;
+    if (a === null || a.until === null || s.pos === null || s.pos.offset < a.until) {
+      return true;
+    }
+    s.asked = null;
+    const until = a.until;
+    const count = until - a.from.offset - a.had.filter((o) => o <= until).length;
+    this.#emit("recovered", { topic, count: Math.max(0, count), cause: a.cause });
+    return this.#streams.get(topic) === s;
+  }
+
+  /**
+   * A gap outlived gapTimeoutMs: ask the server for what is missing, once;
+   * if the answer did not fill it either, give up on it with a resync.
+   * @param {string} topic
+   * @param {Stream} s
+   */
+  #gapExpired(topic, s) {
+    s.timer = undefined;
+    if (this.#streams.get(topic) !== s) {
+      return;
+    }
+    if (s.pos === null) {
+      this.#restart(topic, s, null, null); // no position came to start from: deliver what is held
+    } else if (s.asked === null) {
+      // Only on a confirmed subscription: otherwise the next connection asks.
+      // No new deadline until the answer, whose #started sets one.
+      const from = s.pos;
+      if (this.#topics.get(topic) && this.#send({ action: "subscribe", topics: [topic], recover: { [topic]: from } })) {
+        s.asked = { from, until: null, cause: "gap", had: [...s.held.keys()] };
+      }
+    } else if (s.asked.until !== null) {
+      this.#restart(topic, s, "gap", s.pos);
+    }
+  }
+
+  /**
+   * Continues topic's stream from `from`. With a reason, the app is told to
+   * resync first; then everything held above `from` is delivered in order,
+   * holes and all, and the position skips to the latest known, since the
+   * app's reload covers what was published before it. Without a reason,
+   * `from` is just where the subscription starts, and gaps above it are
+   * waited for as usual.
+   * @param {string} topic
+   * @param {Stream} s
+   * @param {ResyncReason | null} reason
+   * @param {Position | null} from
+   */
+  #restart(topic, s, reason, from) {
+    clearTimeout(s.timer);
+    s.timer = undefined;
+    s.asked = null;
+    const old = s.pos;
+    if (from !== null && old !== null && from.epoch !== old.epoch) {
+      s.retired.add(old.epoch);
+    }
+    if (from !== null && old !== null && from.epoch === old.epoch) {
+      from = { epoch: from.epoch, offset: Math.max(from.offset, old.offset) }; // never back to what was delivered
+      s.latest = Math.max(s.latest, from.offset);
+    } else {
+      s.latest = from?.offset ?? 0;
+    }
+    const kept = [...s.held.values()]
+      .filter((m) => from === null || (m.epoch === from.epoch && m.offset > from.offset))
+      .sort((a, b) => a.offset - b.offset);
+    s.held.clear();
+    s.pos = from;
+    if (reason === null && from !== null) {
+      for (const m of kept) {
+        s.held.set(m.offset, m);
+      }
+    } else {
+      if (reason !== null) {
+        this.#emit("resync", { topic, reason });
+      }
+      for (const m of kept) {
+        if (this.#streams.get(topic) !== s) {
+          return;
+        }
+        s.pos = { epoch: m.epoch, offset: m.offset };
+        this.#emit("message", m);
+      }
+      if (this.#streams.get(topic) !== s) {
+        return;
+      }
+      if (s.pos !== null && s.latest > s.pos.offset) {
+        s.pos = { epoch: s.pos.epoch, offset: s.latest };
+      }
+    }
+    this.#advance(topic, s);
+  }
+
+  /**
+   * @param {"subscribe" | "unsubscribe"} action
+   * @param {string[]} topics
+   * @param {boolean} [recover] ask to recover each topic from its position:
+   *   on a new connection, whose subscription starts wherever the topic
+   *   stands now
+   */
+  #sendTopics(action, topics, recover = false) {
+    for (let i = 0; i < topics.length; i += MAX_TOPICS_PER_FRAME) {
+      /** @type {TopicsRequest} */
+      const frame = { action, topics: topics.slice(i, i + MAX_TOPICS_PER_FRAME) };
+      /** @type {Record<string, Position>} */
+      const from = {};
+      for (const t of recover ? frame.topics : []) {
+        const pos = this.#streams.get(t)?.pos;
+        if (pos) {
+          from[t] = pos;
+        }
+      }
+      if (Object.keys(from).length > 0) {
+        frame.recover = from;
+      }
+      if (this.#send(frame) && frame.recover) {
+        for (const [t, pos] of Object.entries(frame.recover)) {
+          const s = this.#streams.get(t);
+          if (s) {
+            s.asked = { from: pos, until: null, cause: "reconnect", had: [...s.held.keys()] };
+          }
+        }
+      }
+    }
+  }
+
+  /**
+   * Sends if open; otherwise the next open sends what matters (the topics).
+   * @param {ClientFrame} frame
+   * @returns {boolean} whether it was sent
+   */
   #send(frame) {
     if (this.#ws?.readyState === OPEN) {
       this.#ws.send(JSON.stringify(frame));
+      return true;
     }
+    return false;
   }
 
   /** @param {Status} status */
@@ -513,6 +864,11 @@ function isRecord(value) {
 /** @param {unknown} value @returns {value is string[]} */
 function isStringArray(value) {
   return Array.isArray(value) && value.every((t) => typeof t === "string");
+}
+
+/** @param {unknown} value @returns {value is Position} */
+function isPosition(value) {
+  return isRecord(value) && typeof value.epoch === "string" && Number.isSafeInteger(value.offset) && Number(value.offset) >= 0;
 }
 
 /** @param {unknown} value @returns {value is Record<string, string>} */

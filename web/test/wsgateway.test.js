@@ -141,6 +141,14 @@ test("parseFrame decodes every server frame of the protocol", () => {
     ],
     ['{"type":"message","topic":"a","id":"m2","data":null,"publishTime":"t"}', { type: "message", topic: "a", id: "m2", data: null, publishTime: "t" }],
     ['{"type":"error","code":"invalid_topic","message":"no","extra":1}', { type: "error", code: "invalid_topic", message: "no" }],
+    [
+      '{"type":"message","topic":"a","id":"m3","data":1,"publishTime":"t","offset":46,"epoch":"E"}',
+      { type: "message", topic: "a", id: "m3", data: 1, publishTime: "t", offset: 46, epoch: "E" },
+    ],
+    [
+      '{"type":"subscribed","topics":["a","b"],"positions":{"a":{"epoch":"E","offset":45},"b":{"epoch":"F","offset":0}},"recovered":{"a":true}}',
+      { type: "subscribed", topics: ["a", "b"], positions: { a: { epoch: "E", offset: 45 }, b: { epoch: "F", offset: 0 } }, recovered: { a: true } },
+    ],
   ]) {
     assert.deepEqual(parseFrame(raw), want, raw);
   }
@@ -161,6 +169,14 @@ const unexpectedFrames = [
   '{"type":"message","topic":"a","id":"m","publishTime":"t"}',
   '{"type":"message","topic":"a","id":"m","data":1,"publishTime":"t","attributes":{"k":1}}',
   '{"type":"error","message":"no code"}',
+  '{"type":"message","topic":"a","id":"m","data":1,"publishTime":"t","offset":0,"epoch":"E"}',
+  '{"type":"message","topic":"a","id":"m","data":1,"publishTime":"t","offset":1.5,"epoch":"E"}',
+  '{"type":"message","topic":"a","id":"m","data":1,"publishTime":"t","offset":"1","epoch":"E"}',
+  '{"type":"message","topic":"a","id":"m","data":1,"publishTime":"t","offset":1}',
+  '{"type":"message","topic":"a","id":"m","data":1,"publishTime":"t","epoch":"E"}',
+  '{"type":"subscribed","topics":["a"],"positions":{"a":{"epoch":"E"}}}',
+  '{"type":"subscribed","topics":["a"],"positions":{"a":{"epoch":"E","offset":-1}}}',
+  '{"type":"subscribed","topics":["a"],"recovered":{"a":"yes"}}',
 ];
 
 test("parseFrame reports unexpected frames as errors", () => {
@@ -366,4 +382,224 @@ test("a listener that throws disturbs neither the client nor other listeners", (
   assert.deepEqual(seen.message.map((m) => m.id), ["m", "n"]);
   // The exception is rethrown on its own task, where a browser reports it.
   assert.throws(() => tick(1), /listener bug/);
+});
+
+// Positions and recovery. The server numbers each topic's messages; the
+// client turns at-least-once, possibly reordered delivery and reconnects
+// into each message once, in offset order, or a resync event.
+
+/** A message frame of topic at offset in epoch; its id names both. */
+function msg(topic, offset, epoch = "E") {
+  return { type: "message", topic, id: `${topic}/${epoch}/${offset}`, data: offset, publishTime: "t", offset, epoch };
+}
+
+/**
+ * A client subscribed to topics and connected, its subscription confirmed
+ * at the given positions (epoch E). events records message, resync and
+ * recovered events in the order they came, as short strings.
+ */
+function streaming(t, positions, options = {}) {
+  const { client, seen, tick } = setup(t, { gapTimeoutMs: 1000, ...options });
+  const events = [];
+  client.on("message", (m) => events.push(m.offset === undefined ? `message ${m.topic} ${m.id}` : `message ${m.topic} #${m.offset}`));
+  client.on("resync", (r) => events.push(`resync ${r.topic} ${r.reason}`));
+  client.on("recovered", (r) => events.push(`recovered ${r.topic} ${r.count} ${r.cause}`));
+  client.subscribe(Object.keys(positions));
+  client.connect();
+  FakeSocket.last.accept();
+  confirm(FakeSocket.last, positions);
+  return { client, seen, tick, events };
+}
+
+/** The server's subscribed frame: topics at offsets of epoch E, and what it recovers. */
+function confirm(socket, offsets, recovered) {
+  const positions = Object.fromEntries(Object.entries(offsets).map(([topic, offset]) => [topic, { epoch: "E", offset }]));
+  socket.deliver({ type: "subscribed", topics: Object.keys(offsets), positions, ...(recovered && { recovered }) });
+}
+
+/** Drops the connection and opens the next one; returns it, accepted. */
+function reconnect(client, tick) {
+  FakeSocket.last.drop(1001, "Going away");
+  tick(client.status.retryInMs);
+  FakeSocket.last.accept();
+  return FakeSocket.last;
+}
+
+test("duplicates are dropped: each offset is delivered once", (t) => {
+  const { events, tick } = streaming(t, { a: 45, b: 7 });
+  for (const m of [msg("a", 46), msg("a", 46), msg("b", 8), msg("a", 47), msg("a", 45), msg("a", 46), msg("b", 8), msg("a", 47)]) {
+    FakeSocket.last.deliver(m);
+  }
+  assert.deepEqual(events, ["message a #46", "message b #8", "message a #47"]);
+  // Nor is a duplicate taken for a message after a gap.
+  tick(10_000);
+  assert.deepEqual(FakeSocket.last.sent, [{ action: "subscribe", topics: ["a", "b"] }]);
+  assert.equal(events.length, 3);
+});
+
+test("a message after a gap waits, and the gap's messages come first as soon as they arrive", (t) => {
+  const { events, tick } = streaming(t, { a: 45 });
+  const socket = FakeSocket.last;
+  socket.deliver(msg("a", 48));
+  socket.deliver(msg("a", 47));
+  assert.deepEqual(events, [], "delivered across a gap");
+  tick(500);
+  socket.deliver(msg("a", 46));
+  assert.deepEqual(events, ["message a #46", "message a #47", "message a #48"]);
+  socket.deliver(msg("a", 49));
+  tick(5000);
+  assert.deepEqual(events.at(-1), "message a #49");
+  assert.equal(socket.sent.length, 1, `a filled gap was asked for: ${JSON.stringify(socket.sent)}`);
+});
+
+test("messages that arrive before the subscribed frame wait for its position", (t) => {
+  const { client, tick } = setup(t);
+  const events = [];
+  client.on("message", (m) => events.push(m.offset));
+  client.subscribe("a");
+  client.connect();
+  FakeSocket.last.accept();
+  FakeSocket.last.deliver(msg("a", 47));
+  FakeSocket.last.deliver(msg("a", 45)); // stored before the subscription: not the app's
+  assert.deepEqual(events, []);
+  tick(10);
+  confirm(FakeSocket.last, { a: 45 });
+  FakeSocket.last.deliver(msg("a", 46));
+  assert.deepEqual(events, [46, 47]);
+});
+
+test("a gap that does not fill is asked for: a subscribe with recover for that topic only", (t) => {
+  const { events, tick } = streaming(t, { a: 45, b: 3 });
+  const socket = FakeSocket.last;
+  socket.deliver(msg("a", 46));
+  socket.deliver(msg("a", 48));
+  socket.deliver(msg("b", 4));
+  tick(999);
+  assert.equal(socket.sent.length, 1, "asked before gapTimeoutMs");
+  tick(1);
+  assert.deepEqual(socket.sent.slice(1), [{ action: "subscribe", topics: ["a"], recover: { a: { epoch: "E", offset: 46 } } }]);
+
+  // The server stores the subscription at 49 and replays 47 and 48.
+  socket.deliver(msg("a", 49));
+  confirm(socket, { a: 49 }, { a: true });
+  socket.deliver(msg("a", 47));
+  socket.deliver(msg("a", 48));
+  // Recovered: 47 and 49, which were not here when the client asked.
+  assert.deepEqual(events, ["message a #46", "message b #4", "message a #47", "message a #48", "message a #49", "recovered a 2 gap"]);
+  tick(10_000);
+  assert.equal(socket.sent.length, 2, "asked again after the gap filled");
+});
+
+test("a gap that a recover did not fill either ends in a resync, and the stream goes on", (t) => {
+  const { events, tick } = streaming(t, { a: 45 });
+  const socket = FakeSocket.last;
+  socket.deliver(msg("a", 47));
+  socket.deliver(msg("a", 48));
+  tick(1000);
+  assert.equal(socket.sent.at(-1).recover.a.offset, 45);
+  tick(5000);
+  assert.deepEqual(events, [], "gave up before the server answered");
+  confirm(socket, { a: 48 }, { a: true }); // yet 46 never comes
+  tick(1000);
+  assert.deepEqual(events, ["resync a gap", "message a #47", "message a #48"]);
+  socket.deliver(msg("a", 49));
+  assert.deepEqual(events.at(-1), "message a #49");
+});
+
+test("every reconnect asks to recover each topic from its last position", (t) => {
+  const { client, events, tick } = streaming(t, { a: 45, b: 0, c: 9 });
+  FakeSocket.last.deliver(msg("a", 46));
+  FakeSocket.last.deliver(msg("a", 48)); // held across the reconnect
+  const second = reconnect(client, tick);
+  assert.deepEqual(second.sent, [
+    { action: "subscribe", topics: ["a", "b", "c"], recover: { a: { epoch: "E", offset: 46 }, b: { epoch: "E", offset: 0 }, c: { epoch: "E", offset: 9 } } },
+  ]);
+
+  // The replay can come before and after the answer, interleaved with new messages and duplicates.
+  second.deliver(msg("a", 47));
+  second.deliver(msg("b", 2));
+  confirm(second, { a: 50, b: 2, c: 9 }, { a: true, b: true, c: true });
+  second.deliver(msg("b", 1));
+  second.deliver(msg("a", 51));
+  second.deliver(msg("a", 50));
+  second.deliver(msg("a", 49));
+  second.deliver(msg("a", 48));
+  assert.deepEqual(events, [
+    "message a #46",
+    "message a #47",
+    "message a #48",
+    "recovered c 0 reconnect",
+    "message b #1",
+    "message b #2",
+    "recovered b 2 reconnect",
+    "message a #49",
+    "message a #50",
+    "recovered a 3 reconnect", // 47, 49 and 50: 48 was held already
+    "message a #51",
+  ]);
+
+  // API Gateway's 2-hour close is one more reconnect: it recovers from where the app is.
+  const third = reconnect(client, tick);
+  assert.deepEqual(third.sent[0].recover.a, { epoch: "E", offset: 51 });
+});
+
+test("recovered: false is a resync, then the stream goes on from the new position", (t) => {
+  const { client, events, tick } = streaming(t, { a: 45, b: 5 });
+  FakeSocket.last.deliver(msg("a", 46));
+  const second = reconnect(client, tick);
+  second.deliver(msg("a", 102)); // live, after the subscription was stored at 100
+  confirm(second, { a: 100, b: 5 }, { a: false, b: true });
+  second.deliver(msg("a", 60)); // from before the resync: the app's reload covers it
+  second.deliver(msg("a", 101));
+  second.deliver(msg("a", 103));
+  assert.deepEqual(events, ["message a #46", "resync a not_recovered", "message a #102", "recovered b 0 reconnect", "message a #103"]);
+  tick(10_000);
+  assert.equal(second.sent.length, 1, "the resynced stream asked for more");
+});
+
+test("a message of another epoch is a reset: resync, then the new epoch", (t) => {
+  const { events, tick } = streaming(t, { a: 45 });
+  const socket = FakeSocket.last;
+  socket.deliver(msg("a", 46));
+  socket.deliver(msg("a", 1, "F"));
+  socket.deliver(msg("a", 47)); // late, from before the reset
+  socket.deliver(msg("a", 2, "F"));
+  socket.deliver(msg("a", 1, "F"));
+  assert.deepEqual(events, ["message a #46", "resync a new_epoch", "message a #1", "message a #2"]);
+  tick(10_000);
+  assert.equal(socket.sent.length, 1);
+});
+
+test("a subscribed frame of another epoch is a reset too", (t) => {
+  const { client, events, tick } = streaming(t, { a: 45 });
+  FakeSocket.last.deliver(msg("a", 46));
+  client.subscribe("a"); // again, on the same connection: no recover asked
+  assert.deepEqual(FakeSocket.last.sent.at(-1), { action: "subscribe", topics: ["a"] });
+  FakeSocket.last.deliver({ type: "subscribed", topics: ["a"], positions: { a: { epoch: "F", offset: 0 } } });
+  FakeSocket.last.deliver(msg("a", 1, "F"));
+  assert.deepEqual(events, ["message a #46", "resync a new_epoch", "message a #1"]);
+  tick(10_000);
+});
+
+test("messages without an offset pass straight through", (t) => {
+  const { events, tick } = streaming(t, { a: 45 });
+  const socket = FakeSocket.last;
+  socket.deliver(msg("a", 47)); // held: 46 is missing
+  socket.deliver({ type: "message", topic: "a", id: "plain", data: 1, publishTime: "t" });
+  socket.deliver({ type: "message", topic: "a", id: "plain", data: 1, publishTime: "t" });
+  socket.deliver(msg("other", 3)); // a topic the client does not hold
+  assert.deepEqual(events, ["message a plain", "message a plain", "message other #3"]);
+  socket.deliver(msg("a", 46));
+  assert.deepEqual(events.slice(3), ["message a #46", "message a #47"]);
+  tick(10_000);
+});
+
+test("unsubscribe forgets the topic's position", (t) => {
+  const { client, tick } = streaming(t, { a: 45, b: 1 });
+  FakeSocket.last.deliver(msg("a", 47)); // a gap, whose deadline must not fire for a topic let go
+  client.unsubscribe("a");
+  tick(10_000);
+  client.subscribe("a");
+  const second = reconnect(client, tick);
+  assert.deepEqual(second.sent, [{ action: "subscribe", topics: ["b", "a"], recover: { b: { epoch: "E", offset: 1 } } }]);
 });
