@@ -33,12 +33,13 @@ const testKey = "test-key-1"
 
 // edge is a running publisher.Run with API_KEYS set to testKey.
 type edge struct {
-	grpc *grpc.ClientConn
-	http string
+	grpc  *grpc.ClientConn
+	http  string
+	store *store.Memory
 }
 
 type edgeOptions struct {
-	exec        publisher.Executor // nil: a fan-out to no subscriber
+	exec        publisher.Executor // nil: a fan-out to no subscriber, keeping positions and history in the store
 	callTimeout time.Duration
 }
 
@@ -49,7 +50,7 @@ func startEdge(t *testing.T, o edgeOptions) *edge {
 	log := slog.New(slog.DiscardHandler)
 	exec := o.exec
 	if exec == nil {
-		exec = fanout.New(st, refusingPoster{}, fanout.Options{Logger: log})
+		exec = fanout.New(st, refusingPoster{}, fanout.Options{Logger: log, Streams: st, HistoryTTL: time.Minute})
 	}
 	grpcLis, httpLis := listen(t), listen(t)
 	done := make(chan error, 1)
@@ -84,7 +85,7 @@ func startEdge(t *testing.T, o edgeOptions) *edge {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return &edge{grpc: conn, http: "http://" + httpLis.Addr().String()}
+	return &edge{grpc: conn, http: "http://" + httpLis.Addr().String(), store: st}
 }
 
 // restReply is an answer of the REST facade; Code and Message are the
@@ -288,6 +289,7 @@ func TestWrongMethod(t *testing.T) {
 	}{
 		{"/v1/topics/demo:publish", http.MethodPost},
 		{"/v1/topics/demo/subscribers", http.MethodGet},
+		{"/v1/topics/demo/history", http.MethodGet},
 	} {
 		for _, m := range []string{http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
 			if m == tc.allow {
@@ -322,6 +324,12 @@ func TestRESTErrorsInAPITerms(t *testing.T) {
 		{"pageSize not a number", http.MethodGet, "/v1/topics/demo/subscribers?pageSize=ten", "", "pageSize", []string{"strconv", "page_size", "parsing"}},
 		{"pageSize too big", http.MethodGet, "/v1/topics/demo/subscribers?pageSize=99999999999", "", "pageSize", []string{"strconv", "page_size"}},
 		{"page_size spelt the proto way", http.MethodGet, "/v1/topics/demo/subscribers?page_size=x", "", "pageSize", []string{"strconv"}},
+		{"sinceOffset not a number", http.MethodGet, "/v1/topics/demo/history?sinceOffset=ten", "", "sinceOffset must be a whole number, 0 or more", []string{"strconv", "since_offset", "parsing"}},
+		{"sinceOffset negative", http.MethodGet, "/v1/topics/demo/history?sinceOffset=-1", "", "sinceOffset must be a whole number, 0 or more", []string{"strconv", "since_offset"}},
+		{"sinceOffset beyond 64 bits", http.MethodGet, "/v1/topics/demo/history?sinceOffset=18446744073709551616", "", "sinceOffset", []string{"strconv", "since_offset"}},
+		{"limit not a number", http.MethodGet, "/v1/topics/demo/history?limit=all", "", "limit must be a whole number", []string{"strconv", "parsing"}},
+		{"limit negative", http.MethodGet, "/v1/topics/demo/history?limit=-1", "", "limit must not be negative", []string{"strconv"}},
+		{"idempotencyKey not a string", http.MethodPost, "/v1/topics/demo:publish", `{"data":1,"idempotencyKey":7}`, "idempotencyKey", []string{"proto:"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var body io.Reader

@@ -82,7 +82,8 @@ func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
 		}
 		if r, ok := resp.(*wsgatewayv1.PublishResponse); ok {
 			attrs = append(attrs, slog.Int("delivered", int(r.GetDelivered())),
-				slog.Int("gone", int(r.GetGone())), slog.Int("failed", int(r.GetFailed())))
+				slog.Int("gone", int(r.GetGone())), slog.Int("failed", int(r.GetFailed())),
+				slog.Uint64("offset", r.GetOffset()), slog.Bool("duplicate", r.GetDuplicate()))
 		}
 		level := slog.LevelInfo
 		switch status.Code(err) {

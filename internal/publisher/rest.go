@@ -260,11 +260,24 @@ func checkQueryValue(fd protoreflect.FieldDescriptor, v string) error {
 		bits = 32
 	case protoreflect.Int64Kind, protoreflect.Sint64Kind, protoreflect.Sfixed64Kind:
 		bits = 64
+	case protoreflect.Uint32Kind, protoreflect.Fixed32Kind:
+		return checkUnsigned(fd, v, 32)
+	case protoreflect.Uint64Kind, protoreflect.Fixed64Kind:
+		return checkUnsigned(fd, v, 64)
 	default:
 		return nil
 	}
 	if _, err := strconv.ParseInt(v, 10, bits); err != nil {
 		return fmt.Errorf("%s must be a whole number (%d-bit)", fd.JSONName(), bits)
+	}
+	return nil
+}
+
+// checkUnsigned is checkQueryValue for fields that cannot be negative
+// (sinceOffset): the message says so.
+func checkUnsigned(fd protoreflect.FieldDescriptor, v string, bits int) error {
+	if _, err := strconv.ParseUint(v, 10, bits); err != nil {
+		return fmt.Errorf("%s must be a whole number, 0 or more (%d-bit)", fd.JSONName(), bits)
 	}
 	return nil
 }

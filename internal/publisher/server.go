@@ -10,6 +10,7 @@ import (
 	"encoding/json"
 	"fmt"
 
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
@@ -18,10 +19,12 @@ import (
 	"github.com/wsgateway/wsgateway/internal/wsproto"
 )
 
-// Page sizes of ListSubscribers.
+// Page sizes of ListSubscribers, and how many messages History returns.
 const (
-	DefaultPageSize = 100
-	MaxPageSize     = 1000
+	DefaultPageSize     = 100
+	MaxPageSize         = 1000
+	DefaultHistoryLimit = 100
+	MaxHistoryLimit     = 1000
 )
 
 // Executor publishes one message; *fanout.Fanout is the implementation.
@@ -29,27 +32,30 @@ type Executor interface {
 	Publish(ctx context.Context, m fanout.Message) (fanout.Result, error)
 }
 
-// SubscriberLister pages through a topic's subscribers; both stores
-// implement it.
-type SubscriberLister interface {
+// TopicReader pages through a topic's subscribers and reads its retained
+// messages; both stores implement it.
+type TopicReader interface {
 	Subscribers(ctx context.Context, topic string, limit int, pageToken string) (store.Page, error)
+	History(ctx context.Context, topic string, since uint64, limit int) ([]store.Retained, store.Position, error)
 }
 
 // Service implements wsgateway.v1.PublisherService.
 type Service struct {
 	wsgatewayv1.UnimplementedPublisherServiceServer
-	exec Executor
-	subs SubscriberLister
+	exec   Executor
+	topics TopicReader
 }
 
-// NewService returns the PublisherService backed by exec and subs.
-func NewService(exec Executor, subs SubscriberLister) *Service {
-	return &Service{exec: exec, subs: subs}
+// NewService returns the PublisherService backed by exec and topics.
+func NewService(exec Executor, topics TopicReader) *Service {
+	return &Service{exec: exec, topics: topics}
 }
 
 // Publish implements wsgateway.v1.PublisherService.
 func (s *Service) Publish(ctx context.Context, req *wsgatewayv1.PublishRequest) (*wsgatewayv1.PublishResponse, error) {
-	m := fanout.Message{Topic: req.GetTopic(), Attributes: req.GetAttributes()}
+	// An empty idempotency_key is no key: proto3 cannot tell it from an
+	// absent one, so REST's "idempotencyKey": "" means the same.
+	m := fanout.Message{Topic: req.GetTopic(), Attributes: req.GetAttributes(), IdempotencyKey: req.GetIdempotencyKey()}
 	if req.GetData() != nil {
 		// Before AsInterface, which would turn NaN into the string "NaN".
 		if err := checkValueNumbers("data", req.GetData()); err != nil {
@@ -72,6 +78,9 @@ func (s *Service) Publish(ctx context.Context, req *wsgatewayv1.PublishRequest) 
 		Delivered: int32(res.Delivered),
 		Gone:      int32(res.Gone),
 		Failed:    int32(res.Failed),
+		Offset:    res.Position.Offset,
+		Epoch:     res.Position.Epoch,
+		Duplicate: res.Duplicate,
 	}, nil
 }
 
@@ -89,7 +98,7 @@ func (s *Service) ListSubscribers(ctx context.Context, req *wsgatewayv1.ListSubs
 	case size > MaxPageSize:
 		size = MaxPageSize
 	}
-	page, err := s.subs.Subscribers(ctx, req.GetTopic(), size, req.GetPageToken())
+	page, err := s.topics.Subscribers(ctx, req.GetTopic(), size, req.GetPageToken())
 	if err != nil {
 		return nil, toStatus(fmt.Errorf("list subscribers of %q: %w", req.GetTopic(), err))
 	}
@@ -101,4 +110,60 @@ func (s *Service) ListSubscribers(ctx context.Context, req *wsgatewayv1.ListSubs
 		})
 	}
 	return resp, nil
+}
+
+// History implements wsgateway.v1.PublisherService: the retained messages
+// of the topic's current epoch after since_offset, oldest first, read back
+// from the frames subscribers got.
+func (s *Service) History(ctx context.Context, req *wsgatewayv1.HistoryRequest) (*wsgatewayv1.HistoryResponse, error) {
+	if err := wsproto.ValidateTopic(req.GetTopic()); err != nil {
+		return nil, toStatus(fmt.Errorf("%w: %v", errInvalidRequest, err))
+	}
+	limit := int(req.GetLimit())
+	switch {
+	case limit < 0:
+		return nil, toStatus(fmt.Errorf("%w: limit must not be negative, got %d", errInvalidRequest, limit))
+	case limit == 0:
+		limit = DefaultHistoryLimit
+	case limit > MaxHistoryLimit:
+		limit = MaxHistoryLimit
+	}
+	kept, pos, err := s.topics.History(ctx, req.GetTopic(), req.GetSinceOffset(), limit)
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("history of %q: %w", req.GetTopic(), err))
+	}
+	resp := &wsgatewayv1.HistoryResponse{Epoch: pos.Epoch, LatestOffset: pos.Offset}
+	for _, r := range kept {
+		m, err := historyMessage(r)
+		if err != nil {
+			// Our own frame that does not read back is our bug: Internal,
+			// logged with the detail.
+			return nil, toStatus(fmt.Errorf("history of %q, offset %d: %w", req.GetTopic(), r.Offset, err))
+		}
+		resp.Messages = append(resp.Messages, m)
+	}
+	return resp, nil
+}
+
+// historyMessage reads a retained frame back into the API's terms.
+func historyMessage(r store.Retained) (*wsgatewayv1.HistoryMessage, error) {
+	m, err := wsproto.DecodeMessage(r.Envelope)
+	if err != nil {
+		return nil, err
+	}
+	var v any
+	if err := json.Unmarshal(m.Data, &v); err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	data, err := structpb.NewValue(v)
+	if err != nil {
+		return nil, fmt.Errorf("data: %w", err)
+	}
+	return &wsgatewayv1.HistoryMessage{
+		MessageId:   m.ID,
+		Offset:      r.Offset,
+		Data:        data,
+		Attributes:  m.Attributes,
+		PublishTime: timestamppb.New(m.PublishTime),
+	}, nil
 }

@@ -45,7 +45,7 @@ var statusTable = []struct {
 	{store.ErrInvalidPageToken, codes.InvalidArgument, "invalid page_token: pass next_page_token from the previous page unchanged"},
 	{context.DeadlineExceeded, codes.DeadlineExceeded, "deadline exceeded"},
 	{context.Canceled, codes.Canceled, "canceled"},
-	{store.ErrUnavailable, codes.Unavailable, "subscriber store unavailable, retry with backoff"},
+	{store.ErrUnavailable, codes.Unavailable, "store unavailable, retry with backoff"},
 }
 
 // toStatus converts err for the wire. Errors the caller can act on keep
