@@ -29,6 +29,11 @@ type PublishRequest struct {
 	Topic      string            `json:"topic"`
 	Data       json.RawMessage   `json:"data"`
 	Attributes map[string]string `json:"attributes,omitempty"`
+	// IdempotencyKey, as the publisher service's idempotency_key. An SQS
+	// record without one is keyed by its SQS message id, so that a record
+	// delivered again (SQS delivers at least once) is not published twice.
+	// Empty is no key, as on the publisher service.
+	IdempotencyKey string `json:"idempotencyKey,omitempty"`
 }
 
 // PublishResponse answers a direct invoke.
@@ -37,6 +42,9 @@ type PublishResponse struct {
 	Delivered int    `json:"delivered"`
 	Gone      int    `json:"gone"`
 	Failed    int    `json:"failed"`
+	Offset    uint64 `json:"offset"`
+	Epoch     string `json:"epoch"`
+	Duplicate bool   `json:"duplicate"`
 }
 
 // Publish is the publish Lambda: backends invoke it
@@ -61,6 +69,11 @@ func NewPublish(p Executor, log *slog.Logger) *Publish {
 // and hold its batch hostage until the queue's redrive policy gave up on it.
 // Deliveries that failed after the fan-out's own retries are not retried
 // either: that would post the message again to every subscriber who got it.
+//
+// SQS delivers at least once: a record may come again (a visibility timeout
+// that ran out, a retried batch). Each record is published with its
+// idempotencyKey, or else its SQS message id, so a record seen again within
+// store.IdempotencyWindow is answered as a duplicate, not delivered twice.
 func (p *Publish) Handle(ctx context.Context, payload json.RawMessage) (any, error) {
 	// Every field of the probe is absent from a publish request, so its
 	// shape alone tells the two inputs apart.
@@ -73,11 +86,14 @@ func (p *Publish) Handle(ctx context.Context, payload json.RawMessage) (any, err
 		return nil, fmt.Errorf("%w: payload is neither a publish request nor an SQS event: %v", fanout.ErrInvalid, err)
 	}
 	if probe.Records == nil {
-		res, err := p.publish(ctx, p.log, payload)
+		res, err := p.publish(ctx, p.log, payload, "")
 		if err != nil {
 			return nil, err
 		}
-		return PublishResponse{res.MessageID, res.Delivered, res.Gone, res.Failed}, nil
+		return PublishResponse{
+			MessageID: res.MessageID, Delivered: res.Delivered, Gone: res.Gone, Failed: res.Failed,
+			Offset: res.Position.Offset, Epoch: res.Position.Epoch, Duplicate: res.Duplicate,
+		}, nil
 	}
 	for _, r := range probe.Records {
 		if r.EventSource != "aws:sqs" {
@@ -96,7 +112,7 @@ func (p *Publish) batch(ctx context.Context, ev events.SQSEvent) events.SQSEvent
 	resp := events.SQSEventResponse{BatchItemFailures: []events.SQSBatchItemFailure{}}
 	for i, rec := range ev.Records {
 		log := p.log.With("sqs_message_id", rec.MessageId)
-		_, err := p.publish(ctx, log, []byte(rec.Body))
+		_, err := p.publish(ctx, log, []byte(rec.Body), rec.MessageId)
 		if err == nil || errors.Is(err, fanout.ErrInvalid) {
 			continue // an invalid record was logged by publish
 		}
@@ -113,15 +129,20 @@ func (p *Publish) batch(ctx context.Context, ev events.SQSEvent) events.SQSEvent
 	return resp
 }
 
-// publish decodes one publish request and fans it out.
-func (p *Publish) publish(ctx context.Context, log *slog.Logger, body []byte) (fanout.Result, error) {
+// publish decodes one publish request and fans it out, keyed by the
+// request's idempotency key or else by defaultKey (an SQS message id).
+func (p *Publish) publish(ctx context.Context, log *slog.Logger, body []byte, defaultKey string) (fanout.Result, error) {
 	req, err := decodePublish(body)
 	if err != nil {
 		log.WarnContext(ctx, "publish refused", "err", err)
 		return fanout.Result{}, err
 	}
+	key := req.IdempotencyKey
+	if key == "" {
+		key = defaultKey
+	}
 	start := time.Now()
-	res, err := p.pub.Publish(ctx, fanout.Message{Topic: req.Topic, Data: req.Data, Attributes: req.Attributes})
+	res, err := p.pub.Publish(ctx, fanout.Message{Topic: req.Topic, Data: req.Data, Attributes: req.Attributes, IdempotencyKey: key})
 	log = log.With("topic", req.Topic, "duration", time.Since(start))
 	switch {
 	case errors.Is(err, fanout.ErrInvalid):
@@ -129,7 +150,8 @@ func (p *Publish) publish(ctx context.Context, log *slog.Logger, body []byte) (f
 	case err != nil:
 		log.ErrorContext(ctx, "publish failed", "err", err)
 	default:
-		log.InfoContext(ctx, "published", "message_id", res.MessageID, "delivered", res.Delivered, "gone", res.Gone, "failed", res.Failed)
+		log.InfoContext(ctx, "published", "message_id", res.MessageID, "offset", res.Position.Offset, "duplicate", res.Duplicate,
+			"delivered", res.Delivered, "gone", res.Gone, "failed", res.Failed)
 	}
 	return res, err
 }

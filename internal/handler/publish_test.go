@@ -38,7 +38,7 @@ func (f *fakeFanout) Publish(_ context.Context, m fanout.Message) (fanout.Result
 	if strings.HasPrefix(m.Topic, "down") {
 		return fanout.Result{}, fmt.Errorf("query subscribers: %w", store.ErrUnavailable)
 	}
-	return fanout.Result{MessageID: "id-" + m.Topic, Delivered: 2, Gone: 1}, nil
+	return fanout.Result{MessageID: "id-" + m.Topic, Position: store.Position{Epoch: "ep", Offset: 7}, Delivered: 2, Gone: 1}, nil
 }
 
 func (f *fakeFanout) topics() []string {
@@ -97,7 +97,7 @@ func TestPublishDirect(t *testing.T) {
 		{
 			name:          "publishes",
 			payload:       `{"topic":"orders.1","data":{"id":1,"total":"9.50"},"attributes":{"kind":"created"}}`,
-			want:          PublishResponse{MessageID: "id-orders.1", Delivered: 2, Gone: 1},
+			want:          PublishResponse{MessageID: "id-orders.1", Delivered: 2, Gone: 1, Offset: 7, Epoch: "ep"},
 			wantPublished: []string{"orders.1"},
 		},
 		{name: "not JSON", payload: `topic=a`, wantErr: fanout.ErrInvalid},
@@ -144,7 +144,7 @@ func TestPublishDirectWire(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := `{"messageId":"id-orders.1","delivered":2,"gone":1,"failed":0}`; !sameJSON(t, b, []byte(want)) {
+	if want := `{"messageId":"id-orders.1","delivered":2,"gone":1,"failed":0,"offset":7,"epoch":"ep","duplicate":false}`; !sameJSON(t, b, []byte(want)) {
 		t.Errorf("response JSON %s, want %s", b, want)
 	}
 	m := f.published[0]
@@ -286,7 +286,7 @@ func TestPublishThroughFanout(t *testing.T) {
 		}
 	}
 	post := &poster{posts: map[string][]byte{}}
-	f := fanout.New(mem, post, fanout.Options{Logger: discard()})
+	f := fanout.New(mem, post, fanout.Options{Logger: discard(), Streams: mem, HistoryTTL: time.Minute})
 	p := NewPublish(f, discard())
 
 	got, err := p.Handle(ctx, sqsEvent(t, queueARN,
@@ -318,7 +318,156 @@ func TestPublishThroughFanout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r, ok := res.(PublishResponse); !ok || r.MessageID == "" || r != (PublishResponse{MessageID: r.MessageID, Delivered: 2}) {
-		t.Errorf("response %#v, want 2 delivered under a message id", res)
+	// The second accepted publish to the topic: offset 2.
+	if r, ok := res.(PublishResponse); !ok || r.MessageID == "" || r.Epoch == "" || r != (PublishResponse{MessageID: r.MessageID, Delivered: 2, Offset: 2, Epoch: r.Epoch}) {
+		t.Errorf("response %#v, want 2 delivered under a message id, at offset 2", res)
+	}
+}
+
+// framePoster counts the frames each connection got.
+type framePoster struct {
+	mu     sync.Mutex
+	frames map[string][][]byte
+}
+
+func (p *framePoster) PostToConnection(_ context.Context, id string, data []byte) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.frames == nil {
+		p.frames = map[string][][]byte{}
+	}
+	p.frames[id] = append(p.frames[id], data)
+	return nil
+}
+
+// ids is the data of the messages each connection got, in order.
+func (p *framePoster) ids(t *testing.T) map[string][]string {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := map[string][]string{}
+	for conn, frames := range p.frames {
+		for _, f := range frames {
+			m, err := wsproto.DecodeMessage(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[conn] = append(out[conn], string(m.Data))
+		}
+	}
+	return out
+}
+
+// keyedStack is the publish Lambda over the real fan-out and the in-memory
+// store, with two subscribers of "orders.1".
+func keyedStack(t *testing.T) (*Publish, *framePoster, *store.Memory) {
+	t.Helper()
+	ctx := context.Background()
+	mem := store.NewMemory()
+	for _, id := range []string{"c1", "c2"} {
+		if err := mem.PutConnection(ctx, store.Connection{ID: id, ConnectedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := mem.Subscribe(ctx, id, []string{"orders.1"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post := &framePoster{}
+	f := fanout.New(mem, post, fanout.Options{Logger: discard(), Streams: mem, HistoryTTL: time.Minute})
+	return NewPublish(f, discard()), post, mem
+}
+
+// SQS delivers at least once: the same batch handled twice (its
+// visibility timeout ran out, or the first invocation's answer was lost)
+// delivers each message once. A record's own idempotencyKey wins over its
+// SQS message id, so two SQS messages carrying one key are one publish.
+func TestPublishSQSRedelivery(t *testing.T) {
+	t.Parallel()
+	p, post, mem := keyedStack(t)
+	batch := sqsEvent(t, queueARN,
+		sqsRecord{"m1", `{"topic":"orders.1","data":"one"}`},
+		sqsRecord{"m2", `{"topic":"orders.1","data":"two"}`},
+		sqsRecord{"m3", `{"topic":"orders.1","data":"three","idempotencyKey":"order-3"}`},
+		sqsRecord{"m4", `{"topic":"orders.1","data":"three again","idempotencyKey":"order-3"}`},
+	)
+	for range 2 {
+		got, err := p.Handle(context.Background(), batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if failures := got.(events.SQSEventResponse).BatchItemFailures; len(failures) != 0 {
+			t.Fatalf("batch item failures %+v, want none: a duplicate is done, not failed", failures)
+		}
+	}
+	want := []string{`"one"`, `"two"`, `"three"`}
+	for _, conn := range []string{"c1", "c2"} {
+		if got := post.ids(t)[conn]; !slices.Equal(got, want) {
+			t.Errorf("%s got %v, want each message once: %v", conn, got, want)
+		}
+	}
+	if _, pos, _ := mem.History(context.Background(), "orders.1", 0, 10); pos.Offset != 3 {
+		t.Errorf("topic at offset %d, want 3: duplicates take no position", pos.Offset)
+	}
+}
+
+// A direct invoke with the same key twice: the second answers the first's
+// id and position, marked duplicate, and delivers nothing.
+func TestPublishDirectIdempotent(t *testing.T) {
+	t.Parallel()
+	p, post, _ := keyedStack(t)
+	payload := json.RawMessage(`{"topic":"orders.1","data":{"id":1},"idempotencyKey":"order-1 created"}`)
+	first, err := p.Handle(context.Background(), payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := p.Handle(context.Background(), payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, a := first.(PublishResponse), again.(PublishResponse)
+	if f.Duplicate || f.Delivered != 2 || f.Offset != 1 {
+		t.Fatalf("first = %+v, want offset 1 delivered to 2", f)
+	}
+	if want := (PublishResponse{MessageID: f.MessageID, Offset: 1, Epoch: f.Epoch, Duplicate: true}); a != want {
+		t.Fatalf("again = %+v, want %+v", a, want)
+	}
+	if n := len(post.ids(t)["c1"]); n != 1 {
+		t.Errorf("c1 got %d frames, want 1", n)
+	}
+	// Without a key a direct invoke is a new publish every time.
+	for range 2 {
+		if _, err := p.Handle(context.Background(), json.RawMessage(`{"topic":"orders.1","data":2}`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(post.ids(t)["c1"]); n != 3 {
+		t.Errorf("c1 got %d frames, want 3", n)
+	}
+}
+
+// A malformed key is the record's fault: refused, dropped rather than
+// retried, nothing delivered or stored.
+func TestPublishBadKey(t *testing.T) {
+	t.Parallel()
+	p, post, mem := keyedStack(t)
+	long := strings.Repeat("k", 129)
+	_, err := p.Handle(context.Background(), json.RawMessage(`{"topic":"orders.1","data":1,"idempotencyKey":"`+long+`"}`))
+	if !errors.Is(err, fanout.ErrInvalid) {
+		t.Fatalf("direct invoke with a 129-character key: %v, want ErrInvalid", err)
+	}
+	got, err := p.Handle(context.Background(), sqsEvent(t, queueARN,
+		sqsRecord{"m1", `{"topic":"orders.1","data":1,"idempotencyKey":"tab\there"}`},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if failures := got.(events.SQSEventResponse).BatchItemFailures; len(failures) != 0 {
+		t.Errorf("batch item failures %+v, want the invalid record dropped", failures)
+	}
+	if n := len(post.ids(t)); n != 0 {
+		t.Errorf("%d connections got frames, want none", n)
+	}
+	if _, pos, _ := mem.History(context.Background(), "orders.1", 0, 10); pos.Offset != 0 {
+		t.Errorf("refused publishes left the topic at offset %d", pos.Offset)
 	}
 }
