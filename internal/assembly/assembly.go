@@ -110,7 +110,13 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Gateway, error)
 		poster = opts.NewPoster(awsCfg, endpoint)
 	}
 	g.Metrics = metrics.New(prometheus.NewRegistry())
-	g.Fanout = fanout.New(g.Store, g.Metrics.WrapPoster(poster), fanout.Options{Logger: g.Log, Observer: g.Metrics})
+	g.Fanout = fanout.New(g.Store, g.Metrics.WrapPoster(poster), fanout.Options{
+		Logger: g.Log, Observer: g.Metrics,
+		// Every message takes its topic's next position in the store and
+		// is kept there HISTORY_TTL for recovery and History, beside the
+		// idempotency keys of publishes.
+		Streams: g.Store, HistoryTTL: cfg.HistoryTTL,
+	})
 
 	g.routes = sync.OnceValue(func() *handler.Routes {
 		r := handler.NewRoutes(g.Store, g.Log)
@@ -120,6 +126,7 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Gateway, error)
 	g.Publish = handler.NewPublish(g.Fanout, g.Log)
 
 	g.Publisher = publisher.Config{
+		// The store also answers History.
 		Service: publisher.NewService(g.Fanout, g.Store),
 		Ready:   g.Store.Ping,
 		Metrics: g.Metrics,
