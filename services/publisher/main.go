@@ -27,7 +27,7 @@ import (
 // settings do not concern it.
 var settings = []string{
 	"GRPC_ADDR", "HTTP_ADDR", "TABLE_NAME", "DYNAMODB_ENDPOINT", "APIGW_ENDPOINT",
-	"AWS_REGION", "API_KEYS", "CALL_TIMEOUT",
+	"AWS_REGION", "API_KEYS", "CALL_TIMEOUT", "HISTORY_TTL",
 }
 
 func main() {

@@ -80,7 +80,7 @@ func TestStartUp(t *testing.T) {
 // main's list.
 var reads = []string{
 	"GRPC_ADDR", "HTTP_ADDR", "TABLE_NAME", "DYNAMODB_ENDPOINT", "APIGW_ENDPOINT",
-	"AWS_REGION", "API_KEYS", "CALL_TIMEOUT",
+	"AWS_REGION", "API_KEYS", "CALL_TIMEOUT", "HISTORY_TTL",
 }
 
 func withSpace(names []string) []string {

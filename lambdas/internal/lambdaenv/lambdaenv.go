@@ -25,6 +25,7 @@ import (
 var Settings = []string{
 	"TABLE_NAME", "DYNAMODB_ENDPOINT", "APIGW_ENDPOINT", "AWS_REGION",
 	"CONNECT_TOKEN_SECRET", "MAX_SUBSCRIPTIONS_PER_CONNECTION", "CALL_TIMEOUT",
+	"HISTORY_TTL",
 }
 
 // Load reads and validates the settings, plus whatever requirements the
