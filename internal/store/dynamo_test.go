@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"sync"
@@ -98,6 +99,23 @@ var everyMethod = []struct {
 	{"Subscribers", func(ctx context.Context, s store.Store) error { _, err := s.Subscribers(ctx, "a", 10, ""); return err }},
 	{"Topics", func(ctx context.Context, s store.Store) error { _, err := s.Topics(ctx, "c1"); return err }},
 	{"Ping", func(ctx context.Context, s store.Store) error { return s.Ping(ctx) }},
+	{"NextPosition", func(ctx context.Context, s store.Store) error {
+		_, err := s.NextPosition(ctx, "a", time.Hour)
+		return err
+	}},
+	{"Retain", func(ctx context.Context, s store.Store) error {
+		return s.Retain(ctx, "a", store.Position{Epoch: "e", Offset: 1}, store.Retained{Offset: 1, Envelope: []byte(`{}`)}, time.Minute)
+	}},
+	{"Positions", func(ctx context.Context, s store.Store) error {
+		_, err := s.Positions(ctx, []string{"a", "b"}, time.Hour)
+		return err
+	}},
+	{"History", func(ctx context.Context, s store.Store) error { _, _, err := s.History(ctx, "a", 0, 10); return err }},
+	{"Reserve", func(ctx context.Context, s store.Store) error { _, err := s.Reserve(ctx, "a", "k"); return err }},
+	{"Complete", func(ctx context.Context, s store.Store) error {
+		return s.Complete(ctx, "a", "k", store.Outcome{MessageID: "m", Position: store.Position{Epoch: "e", Offset: 1}})
+	}},
+	{"Release", func(ctx context.Context, s store.Store) error { return s.Release(ctx, "a", "k2") }},
 }
 
 func TestDynamoDBDeadEndpointIsUnavailable(t *testing.T) {
@@ -318,5 +336,154 @@ func TestDynamoDBThrottling(t *testing.T) {
 		if err := m.call(ctx, s); err != nil {
 			t.Errorf("%s once throttling ended: %v", m.name, err)
 		}
+	}
+}
+
+// Two processes publishing to one topic share its counter through DynamoDB:
+// their positions together are gapless, and of concurrent duplicates across
+// them exactly one publishes.
+func TestDynamoDBStreamsAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	endpoint := dynalite.Start(t).Endpoint()
+	first := store.NewDynamoDBClient(testConfig(), endpoint)
+	table := newTable(t, first)
+	// Each with a client of its own: its own connections, as another
+	// process has.
+	stores := []store.Store{
+		store.NewDynamoDB(first, table),
+		store.NewDynamoDB(store.NewDynamoDBClient(testConfig(), endpoint), table),
+	}
+	const perStore, each = 4, 200
+	var mu sync.Mutex
+	var got []store.Position
+	var wg sync.WaitGroup
+	for _, s := range stores {
+		for range perStore {
+			wg.Go(func() {
+				for range each {
+					pos, err := s.NextPosition(ctx, "shared", time.Hour)
+					if err != nil {
+						t.Errorf("NextPosition: %v", err)
+						return
+					}
+					mu.Lock()
+					got = append(got, pos)
+					mu.Unlock()
+				}
+			})
+		}
+	}
+	wg.Wait()
+	storetest.WantGapless(t, got, len(stores)*perStore*each)
+	storetest.WantOneReserveWins(ctx, t, stores, 16)
+}
+
+// Throttled requests never reach DynamoDB, so retrying them keeps positions
+// gapless; under throttling that does not let up, every streams call
+// answers ErrUnavailable by itself (TestDynamoDBThrottling covers that for
+// every method).
+func TestDynamoDBStreamsThrottled(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	srv := dynalite.Start(t)
+	client := store.NewDynamoDBClient(testConfig(), srv.Endpoint())
+	s := store.NewDynamoDB(client, newTable(t, client))
+
+	srv.Throttle(0.3, dynalite.Throttling)
+	const workers, each = 4, 50
+	got := make([][]store.Position, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for range each {
+				pos, err := s.NextPosition(ctx, "t", time.Hour)
+				if err != nil {
+					t.Errorf("NextPosition while throttled: %v", err)
+					return
+				}
+				got[w] = append(got[w], pos)
+			}
+		})
+	}
+	wg.Wait()
+	if srv.Throttled() == 0 {
+		t.Fatal("the proxy throttled nothing: the test did not throttle")
+	}
+	var all []store.Position
+	for _, g := range got {
+		all = append(all, g...)
+	}
+	storetest.WantGapless(t, all, workers*each)
+	srv.Throttle(0, "")
+}
+
+// A store that accepts connections and never answers must not hold a
+// publish or a subscribe past the store's own timeouts.
+func TestDynamoDBStreamsStalled(t *testing.T) {
+	t.Parallel()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			// Read and never answer, until the test ends.
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			go func() { _, _ = io.Copy(io.Discard, c) }() // ends when the conn is closed
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	s := store.NewDynamoDB(store.NewDynamoDBClient(testConfig(), "http://"+l.Addr().String()), "wsgateway")
+
+	calls := map[string]func(context.Context) error{
+		"NextPosition": func(ctx context.Context) error { _, err := s.NextPosition(ctx, "a", time.Hour); return err },
+		"Positions": func(ctx context.Context) error {
+			_, err := s.Positions(ctx, []string{"a", "b"}, time.Hour)
+			return err
+		},
+		"Reserve": func(ctx context.Context) error { _, err := s.Reserve(ctx, "a", "k"); return err },
+		"History": func(ctx context.Context) error { _, _, err := s.History(ctx, "a", 0, 10); return err },
+	}
+	for name, call := range calls {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			// A generous deadline: the store's own timeouts end the call.
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
+			start := time.Now()
+			err := call(ctx)
+			if !errors.Is(err, store.ErrUnavailable) || ctx.Err() != nil {
+				t.Errorf("%s against a stalled store: %v after %v, want ErrUnavailable before the deadline", name, err, time.Since(start))
+			}
+			// A short one: the caller's deadline ends it.
+			short, cancelShort := context.WithTimeout(t.Context(), 500*time.Millisecond)
+			defer cancelShort()
+			start = time.Now()
+			err = call(short)
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("%s against a stalled store with a 500ms deadline: %v", name, err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("%s took %v with a 500ms deadline", name, d)
+			}
+		})
 	}
 }
