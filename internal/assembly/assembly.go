@@ -110,7 +110,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Gateway, error)
 		poster = opts.NewPoster(awsCfg, endpoint)
 	}
 	g.Metrics = metrics.New(prometheus.NewRegistry())
-	g.Fanout = fanout.New(g.Store, g.Metrics.WrapPoster(poster), fanout.Options{
+	mgmt := g.Metrics.WrapPoster(poster)
+	g.Fanout = fanout.New(g.Store, mgmt, fanout.Options{
 		Logger: g.Log, Observer: g.Metrics,
 		// Every message takes its topic's next position in the store and
 		// is kept there HISTORY_TTL for recovery and History, beside the
@@ -121,6 +122,11 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Gateway, error)
 	g.routes = sync.OnceValue(func() *handler.Routes {
 		r := handler.NewRoutes(g.Store, g.Log)
 		r.Configure(cfg)
+		// A recovering subscribe replays missed messages to its
+		// connection through the fan-out's poster: the same management
+		// client (the emulator's on the devstack), timed by the same
+		// metrics.
+		r.Poster = mgmt
 		return r
 	})
 	g.Publish = handler.NewPublish(g.Fanout, g.Log)
@@ -139,8 +145,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Gateway, error)
 }
 
 // Routes answers the WebSocket API's routes, with the settings applied:
-// connect tokens, the subscription limit, the call deadline. RouteTable maps
-// route keys to them.
+// connect tokens, the subscription limit, the call deadline, history and
+// recovery. RouteTable maps route keys to them.
 func (g *Gateway) Routes() *handler.Routes { return g.routes() }
 
 // RouteHandler answers one WebSocket route, as a Lambda function does.

@@ -21,6 +21,12 @@ func TestLambdaRuntime(t *testing.T) {
 	routes := NewRoutes(mem, discard())
 	publish := NewPublish(&fakeFanout{}, discard())
 	subscribe, _ := json.Marshal(message(t, "subscribe", `{"action":"subscribe","topic":"news"}`))
+	// The subscribed answer carries news's position, in an epoch of the
+	// store's making.
+	news, err := mem.Positions(ctx, []string{"news"}, store.PositionKeep)
+	if err != nil {
+		t.Fatal(err)
+	}
 
 	tests := []struct {
 		name    string
@@ -29,7 +35,7 @@ func TestLambdaRuntime(t *testing.T) {
 		want    string
 	}{
 		{"$connect", routes.Connect, []byte(connectEvent), `{"statusCode":200,"headers":null,"multiValueHeaders":null,"body":""}`},
-		{"subscribe", routes.Subscribe, subscribe, `{"statusCode":200,"headers":null,"multiValueHeaders":null,"body":"{\"type\":\"subscribed\",\"topics\":[\"news\"]}"}`},
+		{"subscribe", routes.Subscribe, subscribe, `{"statusCode":200,"headers":null,"multiValueHeaders":null,"body":"{\"type\":\"subscribed\",\"topics\":[\"news\"],\"positions\":{\"news\":{\"epoch\":\"` + news["news"].Epoch + `\",\"offset\":0}}}"}`},
 		{"publish, direct", publish.Handle, []byte(`{"topic":"news","data":[1,2]}`), `{"messageId":"id-news","delivered":2,"gone":1,"failed":0}`},
 		{
 			"publish, SQS", publish.Handle,

@@ -9,12 +9,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	"golang.org/x/sync/errgroup"
 
+	"github.com/wsgateway/wsgateway/internal/apigw"
 	"github.com/wsgateway/wsgateway/internal/store"
 	"github.com/wsgateway/wsgateway/internal/wsproto"
 )
@@ -27,6 +31,18 @@ type Connections interface {
 	Subscribe(ctx context.Context, connectionID string, topics []string) error
 	Unsubscribe(ctx context.Context, connectionID string, topics []string) error
 	Topics(ctx context.Context, connectionID string) ([]string, error)
+	// Positions and History let a subscribe tell the client where each
+	// topic stands and replay what a recovering client missed.
+	Positions(ctx context.Context, topics []string, keep time.Duration) (map[string]store.Position, error)
+	History(ctx context.Context, topic string, since uint64, limit int) ([]store.Retained, store.Position, error)
+}
+
+// Poster posts one frame to one connection through API Gateway's
+// management API: a recovering subscribe replays missed messages with it.
+// The fan-out's poster (the management API client, timed by the metrics)
+// satisfies it.
+type Poster interface {
+	PostToConnection(ctx context.Context, connectionID string, data []byte) error
 }
 
 // DefaultMaxSubscriptions bounds one connection's subscriptions, so that a
@@ -67,6 +83,16 @@ type Routes struct {
 	// context (on AWS, the function's own), less DeadlineMargin, still
 	// wins. Zero or less means DefaultCallTimeout.
 	CallTimeout time.Duration
+	// Poster replays the messages a recovering subscribe missed; nil
+	// recovers only a client that missed nothing.
+	Poster Poster
+	// HistoryTTL (HISTORY_TTL) is how long published messages are kept:
+	// 0 keeps none, so only a client that missed nothing recovers. It
+	// also keeps the topics' positions at least that long.
+	HistoryTTL time.Duration
+	// RecoveryMaxMessages (RECOVERY_MAX_MESSAGES) is the most messages
+	// one topic's recovery replays; a client that missed more resyncs.
+	RecoveryMaxMessages int
 }
 
 // DefaultCallTimeout is CALL_TIMEOUT's default.
@@ -160,13 +186,20 @@ func (r *Routes) Disconnect(ctx context.Context, req events.APIGatewayWebsocketP
 }
 
 // Subscribe records the frame's topics for the connection, all or none:
-// one topic the connection may not have refuses the whole frame.
+// one topic the connection may not have refuses the whole frame. The
+// answer carries each topic's latest position and, for a frame with
+// "recover", whether the client's missed messages reach it (recovered).
+//
+// The subscription is stored first, and the positions and history read
+// after: a message published in between is delivered live, replayed, or
+// both (the client dedupes by topic and offset), but never neither.
 func (r *Routes) Subscribe(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	return r.answer(ctx, req, wsproto.ActionSubscribe, func(ctx context.Context, log *slog.Logger, id string, body []byte) ([]byte, error) {
-		topics, err := wsproto.ParseTopics(body)
+		sub, err := wsproto.ParseSubscribe(body)
 		if err != nil {
 			return nil, err
 		}
+		topics := sub.Topics
 		c, err := r.Store.GetConnection(ctx, id)
 		if err != nil {
 			return nil, err
@@ -182,9 +215,172 @@ func (r *Routes) Subscribe(ctx context.Context, req events.APIGatewayWebsocketPr
 		if err := r.Store.Subscribe(ctx, id, topics); err != nil {
 			return nil, err
 		}
-		log.InfoContext(ctx, "subscribed", "topics", len(topics))
-		return wsproto.Subscribed(topics), nil
+		// The counters outlive the history they number, so that History
+		// never holds offsets of an epoch the counter has forgotten.
+		latest, err := r.Store.Positions(ctx, topics, max(store.PositionKeep, r.HistoryTTL))
+		if err != nil {
+			return nil, err
+		}
+		positions := make(map[string]wsproto.Position, len(topics))
+		for _, t := range topics {
+			p, ok := latest[t]
+			if !ok {
+				return nil, fmt.Errorf("store answered no position for topic %q", t)
+			}
+			positions[t] = wsproto.Position{Epoch: p.Epoch, Offset: p.Offset}
+		}
+		var recovered map[string]bool
+		if sub.Recover != nil {
+			if recovered, err = r.recover(ctx, log, id, sub.Recover, positions); err != nil {
+				return nil, err
+			}
+		}
+		log.InfoContext(ctx, "subscribed", "topics", len(topics), "recover", len(sub.Recover), "recovered", countTrue(recovered))
+		return wsproto.Subscribed(topics, positions, recovered), nil
 	})
+}
+
+// recoverConcurrency bounds the topics one subscribe recovers at once: each
+// holds up to RecoveryMaxMessages envelopes while it replays them.
+const recoverConcurrency = 4
+
+// recover answers, for each topic of from, whether every message after the
+// client's position reaches the connection, replaying them if so. A store
+// failure fails the whole answer (the client retries the subscribe, which
+// is harmless: the subscription is kept and replays are deduped); a replay
+// that cannot be posted answers false for its topic.
+func (r *Routes) recover(ctx context.Context, log *slog.Logger, id string, from, latest map[string]wsproto.Position) (map[string]bool, error) {
+	out := make(map[string]bool, len(from))
+	var mu sync.Mutex
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(recoverConcurrency)
+	for _, topic := range slices.Sorted(maps.Keys(from)) {
+		g.Go(func() error {
+			ok, err := r.recoverTopic(gctx, log.With("topic", topic), id, topic, from[topic], latest[topic])
+			if err != nil {
+				return err
+			}
+			mu.Lock()
+			out[topic] = ok
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// historyRereads and historyReread bound the re-reads of a history with a
+// hole: a publish takes its position before it retains its message, so a
+// hole may be a publish still retaining, which will fill it in moments (that
+// publish reads its subscribers after, so it also reaches this connection
+// live). A hole that stays is a publish that failed to retain: recovery
+// answers false.
+const (
+	historyRereads = 2
+	historyReread  = 50 * time.Millisecond
+)
+
+func (r *Routes) recoverTopic(ctx context.Context, log *slog.Logger, id, topic string, from, latest wsproto.Position) (bool, error) {
+	switch {
+	case from.Epoch != latest.Epoch:
+		return false, nil // the client's offsets mean nothing in this epoch
+	case from.Offset == latest.Offset:
+		return true, nil // nothing missed: nothing to replay
+	case from.Offset > latest.Offset:
+		return false, nil // a position this epoch never reached
+	case r.HistoryTTL <= 0, r.Poster == nil:
+		return false, nil // nothing kept, or no way to replay it
+	case latest.Offset-from.Offset > uint64(max(r.RecoveryMaxMessages, 0)):
+		return false, nil // more missed than one recovery replays
+	}
+	n := int(latest.Offset - from.Offset)
+	var missed []store.Retained
+	for attempt := 0; ; attempt++ {
+		msgs, now, err := r.Store.History(ctx, topic, from.Offset, n)
+		if err != nil {
+			return false, err
+		}
+		if now.Epoch != latest.Epoch {
+			return false, nil // the epoch ended since the positions were read
+		}
+		if contiguous(msgs, from.Offset, n) {
+			missed = msgs
+			break
+		}
+		if attempt == historyRereads {
+			log.InfoContext(ctx, "recovery refused: a missed message is not retained (expired, or its publish failed)", "since", from.Offset, "latest", latest.Offset, "retained", len(msgs))
+			return false, nil
+		}
+		if err := sleep(ctx, historyReread<<attempt); err != nil {
+			return false, err
+		}
+	}
+	for _, m := range missed {
+		if err := r.replay(ctx, id, m.Envelope); err != nil {
+			log.WarnContext(ctx, "replay failed: the client must resync", "offset", m.Offset, "err", err)
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// contiguous reports whether msgs are exactly the n offsets after since.
+func contiguous(msgs []store.Retained, since uint64, n int) bool {
+	if len(msgs) != n {
+		return false
+	}
+	for i, m := range msgs {
+		if m.Offset != since+1+uint64(i) {
+			return false
+		}
+	}
+	return true
+}
+
+// replayAttempts and replayBackoff retry a replay post that the management
+// API throttled or failed transiently, as the fan-out retries its posts:
+// one lost post would make the whole topic's recovery answer false.
+const (
+	replayAttempts = 4
+	replayBackoff  = 50 * time.Millisecond
+)
+
+func (r *Routes) replay(ctx context.Context, id string, envelope []byte) error {
+	for attempt := 1; ; attempt++ {
+		err := r.Poster.PostToConnection(ctx, id, envelope)
+		if err == nil || attempt == replayAttempts ||
+			!(errors.Is(err, apigw.ErrThrottled) || errors.Is(err, apigw.ErrServer) || errors.Is(err, apigw.ErrUnreachable)) {
+			return err
+		}
+		if err := sleep(ctx, replayBackoff<<(attempt-1)); err != nil {
+			return err
+		}
+	}
+}
+
+// sleep waits d, or until ctx ends.
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+func countTrue(m map[string]bool) int {
+	n := 0
+	for _, ok := range m {
+		if ok {
+			n++
+		}
+	}
+	return n
 }
 
 // checkSubscriptionLimit refuses a subscribe that would take the connection

@@ -32,11 +32,14 @@ func tokenAuth(tokens *auth.Tokens) func(context.Context, events.APIGatewayWebso
 
 // Configure applies the deployment's settings to the routes: connect
 // tokens when CONNECT_TOKEN_SECRET is set (one loud warning when it is not)
-// the subscription limit and the deadline of each route call. The devstack
-// and the Lambdas share it, so both enforce the same things.
+// the subscription limit, the deadline of each route call, and what a
+// recovering subscribe may replay (HISTORY_TTL, RECOVERY_MAX_MESSAGES).
+// The devstack and the Lambdas share it, so both enforce the same things.
 func (r *Routes) Configure(cfg config.Config) {
 	r.MaxSubscriptions = cfg.MaxSubscriptions
 	r.CallTimeout = cmp.Or(cfg.CallTimeout, DefaultCallTimeout)
+	r.HistoryTTL = cfg.HistoryTTL
+	r.RecoveryMaxMessages = cfg.RecoveryMaxMessages
 	if cfg.ConnectTokenSecret == "" {
 		r.Log.Warn("CONNECT AUTH IS OFF: CONNECT_TOKEN_SECRET is unset, so any client may connect and subscribe to any topic")
 		return

@@ -170,7 +170,7 @@ func decodeError(err error) *FrameError {
 	}
 }
 
-// TopicsFrame is the answer to subscribe and unsubscribe.
+// TopicsFrame is the answer to unsubscribe.
 type TopicsFrame struct {
 	Type   string   `json:"type"`
 	Topics []string `json:"topics"`
@@ -202,9 +202,8 @@ type Message struct {
 	PublishTime time.Time         `json:"publishTime"`
 }
 
-// Subscribed, Unsubscribed, PongFrame and Error build the encoded server
-// frames handlers answer with.
-func Subscribed(topics []string) []byte   { return mustMarshal(TopicsFrame{TypeSubscribed, topics}) }
+// Unsubscribed, PongFrame and Error build the encoded server frames
+// handlers answer with (Subscribed, in subscribe.go, too).
 func Unsubscribed(topics []string) []byte { return mustMarshal(TopicsFrame{TypeUnsubscribed, topics}) }
 func PongFrame() []byte                   { return mustMarshal(Pong{TypePong}) }
 func Error(code, message string) []byte {

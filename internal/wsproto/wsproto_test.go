@@ -120,7 +120,13 @@ func TestFrames(t *testing.T) {
 		got  []byte
 		want string
 	}{
-		{Subscribed([]string{"a", "b"}), `{"type":"subscribed","topics":["a","b"]}`},
+		{Subscribed([]string{"a", "b"}, map[string]Position{"a": {"E", 45}, "b": {"E2", 0}}, nil),
+			`{"type":"subscribed","topics":["a","b"],"positions":{"a":{"epoch":"E","offset":45},"b":{"epoch":"E2","offset":0}}}`},
+		{Subscribed([]string{"a"}, map[string]Position{"a": {"E", 45}}, map[string]bool{"a": true}),
+			`{"type":"subscribed","topics":["a"],"positions":{"a":{"epoch":"E","offset":45}},"recovered":{"a":true}}`},
+		// "recover": {} was given, so "recovered" is there, empty.
+		{Subscribed([]string{"a"}, map[string]Position{"a": {"E", 0}}, map[string]bool{}),
+			`{"type":"subscribed","topics":["a"],"positions":{"a":{"epoch":"E","offset":0}},"recovered":{}}`},
 		{Unsubscribed([]string{"a"}), `{"type":"unsubscribed","topics":["a"]}`},
 		{PongFrame(), `{"type":"pong"}`},
 		{Error(CodeForbidden, "no"), `{"type":"error","code":"forbidden","message":"no"}`},
