@@ -307,3 +307,58 @@ func TestConnectionItemLayout(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamItemLayout pins the streams' items attribute by attribute, as
+// TestConnectionItemLayout does a connection's, on the items DynamoDB (here
+// dynalite) really holds.
+func TestStreamItemLayout(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	client := NewDynamoDBClient(aws.Config{
+		Region:      "us-east-1",
+		Credentials: credentials.NewStaticCredentialsProvider("test", "test", ""),
+	}, dynalite.Start(t).Endpoint())
+	if err := EnsureTable(ctx, client, "layout"); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 1, 2, 3, 4, 5, 600, time.UTC)
+	st := NewDynamoDB(client, "layout", WithClock(func() time.Time { return now }))
+	pos, err := st.NextPosition(ctx, "a#b", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Retain(ctx, "a#b", pos, Retained{Offset: 1, Envelope: []byte(`{"m":1}`)}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Reserve(ctx, "a#b", "k#1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Reserve(ctx, "a#b", "pending"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Complete(ctx, "a#b", "k#1", Outcome{MessageID: "m1", Position: pos}); err != nil {
+		t.Fatal(err)
+	}
+	s := func(v string) types.AttributeValue { return &types.AttributeValueMemberS{Value: v} }
+	n := func(v int64) types.AttributeValue { return &types.AttributeValueMemberN{Value: fmt.Sprint(v)} }
+	// Kept a whole second more, never a fraction less: 05.0000006 + d
+	// rounds up to 06 + d.
+	until := func(d time.Duration) types.AttributeValue { return n(now.Truncate(time.Second).Add(d + time.Second).Unix()) }
+	for _, want := range []map[string]types.AttributeValue{
+		{"pk": s("pos#a#b"), "sk": s("pos#a#b"), "offset": n(1), "epoch": s(pos.Epoch), "expiresAt": until(time.Hour)},
+		{"pk": s("hist#a#b"), "sk": s("hist#a#b#00000000000000000001"), "epoch": s(pos.Epoch),
+			"envelope": &types.AttributeValueMemberB{Value: []byte(`{"m":1}`)}, "expiresAt": until(time.Minute)},
+		// k#1 in base64url: the topic's '#' cannot be mistaken for the key's.
+		{"pk": s("idem#a#b#ayMx"), "sk": s("idem#a#b#ayMx"), "state": s("done"), "messageId": s("m1"),
+			"epoch": s(pos.Epoch), "offset": n(1), "expiresAt": until(IdempotencyWindow)},
+		{"pk": s("idem#a#b#cGVuZGluZw"), "sk": s("idem#a#b#cGVuZGluZw"), "state": s("pending"), "expiresAt": until(IdempotencyWindow)},
+	} {
+		out, err := client.GetItem(ctx, &dynamodb.GetItemInput{TableName: aws.String("layout"), Key: map[string]types.AttributeValue{"pk": want["pk"], "sk": want["sk"]}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(out.Item, want) {
+			t.Errorf("item\n%#v\nwant\n%#v", out.Item, want)
+		}
+	}
+}
