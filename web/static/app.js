@@ -21,6 +21,7 @@ const publishResult = byTestId("publish-result", HTMLOutputElement);
 const log = byTestId("message-log", HTMLOListElement);
 const noMessages = byId("no-messages", HTMLElement);
 const messageCount = byId("message-count", HTMLElement);
+const recoveryNote = byTestId("recovery-note", HTMLElement);
 const publishEndpoint = byId("publish-endpoint", HTMLElement);
 const curlExample = byId("curl-example", HTMLElement);
 const apiKeyInput = byTestId("api-key-input", HTMLInputElement);
@@ -54,6 +55,8 @@ async function main() {
   client.on("status", showStatus);
   client.on("subscriptions", showSubscriptions);
   client.on("message", addMessage);
+  client.on("recovered", noteRecovered);
+  client.on("resync", noteResync);
   client.on("error", (err) => {
     if (err.code === ErrorCode.CONNECT_FAILED) {
       showConnectionError(`${capitalize(err.message)}. Retrying automatically.`);
@@ -93,6 +96,7 @@ async function main() {
   byId("clear-log", HTMLButtonElement).addEventListener("click", () => {
     log.replaceChildren();
     updateLogCount();
+    clearRecovery();
   });
 
   client.connect();
@@ -114,6 +118,7 @@ function showStatus(status) {
   connection.dataset.state = status.state;
   switch (status.state) {
     case "open":
+      clearRecovery(); // the note is about the last connection's recovery; this one's follows
       // Tests and people look for "connected"; no other state's text may contain it.
       statusText.textContent = "connected";
       connectionError.hidden = true;
@@ -164,6 +169,8 @@ function addMessage(m) {
   const time = new Date(m.publishTime);
   const meta = el("div", { className: "meta" }, [
     el("span", { className: "topic", textContent: m.topic }),
+    // The topic's position, gapless within an epoch: a reader sees at a glance that none is missing.
+    ...(m.offset === undefined ? [] : [el("span", { className: "offset", title: `offset ${m.offset} of epoch ${m.epoch}`, textContent: `#${m.offset}` })]),
     el("time", {
       dateTime: m.publishTime,
       title: m.publishTime,
@@ -181,6 +188,48 @@ function addMessage(m) {
     log.lastElementChild?.remove();
   }
   updateLogCount();
+}
+
+// What the client recovered, or could not, since the connection opened:
+// the page's stand-in for an app that would reload from its own data.
+const recovered = { reconnect: 0, gap: 0 };
+/** @type {Set<string>} */
+const unrecovered = new Set();
+
+/** @param {import("./wsgateway.js").Recovered} r */
+function noteRecovered(r) {
+  recovered[r.cause] += r.count;
+  showRecovery();
+}
+
+/** @param {import("./wsgateway.js").Resync} r */
+function noteResync(r) {
+  unrecovered.add(r.topic);
+  showRecovery();
+}
+
+function clearRecovery() {
+  recovered.reconnect = recovered.gap = 0;
+  unrecovered.clear();
+  showRecovery();
+}
+
+function showRecovery() {
+  /** @param {number} n */
+  const messages = (n) => (n === 1 ? "1 message" : `${n} messages`);
+  const parts = [];
+  if (recovered.reconnect > 0) {
+    parts.push(`${messages(recovered.reconnect)} recovered after reconnect`);
+  }
+  if (recovered.gap > 0) {
+    parts.push(`${messages(recovered.gap)} recovered from a gap`);
+  }
+  for (const topic of unrecovered) {
+    parts.push(`could not recover ${topic}: reload`);
+  }
+  recoveryNote.textContent = capitalize(parts.join(" · "));
+  recoveryNote.classList.toggle("warn", unrecovered.size > 0);
+  recoveryNote.hidden = parts.length === 0;
 }
 
 function updateLogCount() {
