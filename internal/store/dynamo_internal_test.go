@@ -343,7 +343,9 @@ func TestStreamItemLayout(t *testing.T) {
 	n := func(v int64) types.AttributeValue { return &types.AttributeValueMemberN{Value: fmt.Sprint(v)} }
 	// Kept a whole second more, never a fraction less: 05.0000006 + d
 	// rounds up to 06 + d.
-	until := func(d time.Duration) types.AttributeValue { return n(now.Truncate(time.Second).Add(d + time.Second).Unix()) }
+	until := func(d time.Duration) types.AttributeValue {
+		return n(now.Truncate(time.Second).Add(d + time.Second).Unix())
+	}
 	for _, want := range []map[string]types.AttributeValue{
 		{"pk": s("pos#a#b"), "sk": s("pos#a#b"), "offset": n(1), "epoch": s(pos.Epoch), "expiresAt": until(time.Hour)},
 		{"pk": s("hist#a#b"), "sk": s("hist#a#b#00000000000000000001"), "epoch": s(pos.Epoch),
