@@ -25,7 +25,7 @@ import (
 var Settings = []string{
 	"TABLE_NAME", "DYNAMODB_ENDPOINT", "APIGW_ENDPOINT", "AWS_REGION",
 	"CONNECT_TOKEN_SECRET", "MAX_SUBSCRIPTIONS_PER_CONNECTION", "CALL_TIMEOUT",
-	"HISTORY_TTL",
+	"HISTORY_TTL", "RECOVERY_MAX_MESSAGES",
 }
 
 // Load reads and validates the settings, plus whatever requirements the
@@ -62,10 +62,10 @@ func Load(name string, requirements ...func(config.Config) error) *assembly.Gate
 	return gw
 }
 
-// Routes loads the function named name and returns the WebSocket routes,
-// of which it serves one.
-func Routes(name string) *handler.Routes {
-	return Load(name).Routes()
+// Routes loads the function named name, with its requirements, and
+// returns the WebSocket routes, of which it serves one.
+func Routes(name string, requirements ...func(config.Config) error) *handler.Routes {
+	return Load(name, requirements...).Routes()
 }
 
 // exit logs why the function cannot start, one line per problem, and ends

@@ -131,7 +131,7 @@ func TestLoad(t *testing.T) {
 var lambdaReads = []string{
 	"TABLE_NAME", "DYNAMODB_ENDPOINT", "APIGW_ENDPOINT", "AWS_REGION",
 	"CONNECT_TOKEN_SECRET", "MAX_SUBSCRIPTIONS_PER_CONNECTION", "CALL_TIMEOUT",
-	"HISTORY_TTL",
+	"HISTORY_TTL", "RECOVERY_MAX_MESSAGES",
 }
 
 func jsonLines(t *testing.T, b []byte) []map[string]any {
