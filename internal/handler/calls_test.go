@@ -129,7 +129,7 @@ func TestAWSCalls(t *testing.T) {
 	// routes are the WebSocket routes as a route's Lambda builds them.
 	routes := func(p principal) *Routes {
 		r := NewRoutes(p.store, discard())
-		r.Configure(config.Config{MaxSubscriptions: 3, CallTimeout: 10 * time.Second})
+		r.Configure(config.Config{MaxSubscriptions: 3, CallTimeout: 10 * time.Second, HistoryTTL: time.Minute, RecoveryMaxMessages: 10})
 		return r
 	}
 	ws := func(id, routeKey, body string) events.APIGatewayWebsocketProxyRequest {
@@ -204,7 +204,31 @@ func TestAWSCalls(t *testing.T) {
 		wantFrame("unregistered", resp, err, wsproto.TypeError, wsproto.CodeBadRequest)
 		resp, err = r.Subscribe(ctx, ws("sub-1", "subscribe", `{"action":"subscribe","topics":"a"}`))
 		wantFrame("malformed", resp, err, wsproto.TypeError, wsproto.CodeBadRequest)
-		record("subscribe", p, nil)
+
+		// A recovering subscribe reads the history and replays it to the
+		// connection, as lambdas/subscribe wires it: to one that takes
+		// it, and to one that is gone.
+		mgmt := newManagementAPI(t)
+		r.Poster = apigw.New(p.cfg, mgmt.URL+"/prod")
+		pos, err := setup.NextPosition(ctx, "e", store.PositionKeep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		env := fmt.Sprintf(`{"type":"message","topic":"e","id":"m1","offset":1,"epoch":%q,"data":1,"publishTime":"2024-01-20T12:00:00Z"}`, pos.Epoch)
+		if err := setup.Retain(ctx, "e", pos, store.Retained{Offset: 1, Envelope: []byte(env)}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+		connect("sub-4", nil)
+		connect("gone-4", nil)
+		for id, want := range map[string]bool{"sub-4": true, "gone-4": false} {
+			resp, err = r.Subscribe(ctx, ws(id, "subscribe", fmt.Sprintf(`{"action":"subscribe","topics":["e"],"recover":{"e":{"epoch":%q,"offset":0}}}`, pos.Epoch)))
+			wantFrame("recovering", resp, err, wsproto.TypeSubscribed, "")
+			var f struct{ Recovered map[string]bool }
+			if err := json.Unmarshal([]byte(resp.Body), &f); err != nil || f.Recovered["e"] != want {
+				t.Errorf("recovering subscribe of %s answered %s, want e recovered: %v", id, resp.Body, want)
+			}
+		}
+		record("subscribe", p, mgmt)
 	})
 
 	t.Run("unsubscribe", func(t *testing.T) {
