@@ -2,7 +2,10 @@ package devstack_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +37,156 @@ func TestBrowser(t *testing.T) {
 	t.Run("demo page", func(t *testing.T) { testDemoPage(t, browser) })
 	t.Run("refused connection", func(t *testing.T) { testRefusedConnection(t, browser) })
 	t.Run("publisher auth", func(t *testing.T) { testAPIKeyField(t, browser) })
+	t.Run("recovers what was published while away", func(t *testing.T) { testRecovery(t, browser) })
+}
+
+// testRecovery drops the page's connection from the server side and keeps
+// the page away while a backend publishes: once back, the page shows every
+// message once, in order, and says they were recovered.
+func testRecovery(t *testing.T, browser context.Context) {
+	e := start(t, map[string]string{"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0"})
+	// The page reaches the WebSocket API through a gate the test can shut,
+	// so that it is surely away while the messages are published: its
+	// reconnect would otherwise race them.
+	gate := newGate(t, e.stack.WSAddr)
+	pages := httptest.NewServer(web.Handler(web.Config{WebSocketURL: "ws://" + gate.addr() + "/"}))
+	t.Cleanup(pages.Close)
+	p := openPage(t, browser, pages.URL+"/")
+	p.waitText("status", "connected")
+
+	const topic = "orders.eu"
+	p.fill("topic-input", topic)
+	p.click("subscribe-button")
+	first := e.awaitSoleSubscriber(t, topic, "")
+	publish := func(n, wantDelivered int) {
+		t.Helper()
+		got := e.restPublish(t, topic, fmt.Sprintf(`{"data":{"n":%d}}`, n), http.StatusOK)
+		if got["delivered"] != float64(wantDelivered) {
+			t.Fatalf("publish %d = %v, want delivered %d", n, got, wantDelivered)
+		}
+	}
+	publish(1, 1)
+	publish(2, 1)
+	p.waitContains("message-log", `"n": 2`)
+
+	gate.shut()
+	e.deleteConnection(t, first)
+	poll.Until(t, eventually, "the page's subscription gone with its connection", func() bool { return len(e.subscribers(t, topic)) == 0 })
+	p.waitContains("status", "retrying in")
+	for n := 3; n <= 5; n++ {
+		publish(n, 0) // nobody is subscribed: only recovery can bring these
+	}
+	gate.open()
+
+	e.awaitSoleSubscriber(t, topic, first)
+	p.waitText("status", "connected")
+	p.waitContains("recovery-note", "3 messages recovered after reconnect")
+	publish(6, 1)
+	p.waitContains("message-log", `"n": 6`)
+
+	// Newest first: each message once, in publish order, each with its offset.
+	got, err := chromedp.Run(p.ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll('[data-testid="message-log"] li')]
+		.map((li) => li.querySelector(".offset")?.textContent + " " + li.querySelector("pre").textContent)`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for n := 6; n >= 1; n-- {
+		want = append(want, fmt.Sprintf(`#%d {"n": %d}`, n, n))
+	}
+	if !slices.Equal(got, want) {
+		gotJSON, _ := json.MarshalIndent(got, "", "  ")
+		t.Errorf("message log =\n%s\nwant messages 6 to 1, each once with its offset", gotJSON)
+	}
+	if s := p.text("recovery-note"); strings.Contains(s, "could not recover") {
+		t.Errorf("recovery note %q reports a topic that was recovered", s)
+	}
+	p.noExceptions()
+}
+
+// gate forwards TCP connections to a listener; while shut, it hangs up on
+// new ones, as an unreachable network would, and keeps the open ones.
+type gate struct {
+	l       net.Listener
+	shutNow atomic.Bool
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+}
+
+func newGate(t *testing.T, to string) *gate {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gate{l: l, conns: map[net.Conn]struct{}{}}
+	g.wg.Add(1)
+	go func() {
+		defer g.wg.Done()
+		for {
+			c, err := l.Accept()
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			if err != nil {
+				continue
+			}
+			if g.shutNow.Load() {
+				c.Close()
+				continue
+			}
+			g.wg.Add(1)
+			go func() {
+				defer g.wg.Done()
+				g.forward(c, to)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		g.mu.Lock()
+		for c := range g.conns {
+			c.Close()
+		}
+		g.conns = nil
+		g.mu.Unlock()
+		g.wg.Wait()
+	})
+	return g
+}
+
+func (g *gate) addr() string { return g.l.Addr().String() }
+func (g *gate) shut()        { g.shutNow.Store(true) }
+func (g *gate) open()        { g.shutNow.Store(false) }
+
+// forward copies both ways until either side ends, then closes both.
+func (g *gate) forward(c net.Conn, to string) {
+	b, err := net.Dial("tcp", to)
+	if err != nil {
+		c.Close()
+		return
+	}
+	g.mu.Lock()
+	if g.conns == nil { // the test is over
+		g.mu.Unlock()
+		c.Close()
+		b.Close()
+		return
+	}
+	g.conns[c], g.conns[b] = struct{}{}, struct{}{}
+	g.mu.Unlock()
+	done := make(chan struct{}, 2)
+	go func() { io.Copy(b, c); done <- struct{}{} }()
+	go func() { io.Copy(c, b); done <- struct{}{} }()
+	<-done
+	c.Close()
+	b.Close()
+	<-done
+	g.mu.Lock()
+	delete(g.conns, c) // a no-op on the nil map once the test is over
+	delete(g.conns, b)
+	g.mu.Unlock()
 }
 
 // testAPIKeyField publishes from the page on a stack with API_KEYS: refused
