@@ -153,9 +153,10 @@ export const MAX_TOPICS_PER_FRAME = 50;
  *   nothing for this long is treated as dead and replaced. Default 30 s.
  * @property {number} [initialBackoffMs] First reconnect delay. Default 500 ms.
  * @property {number} [maxBackoffMs] Cap on reconnect delays. Default 30 s.
- * @property {number} [gapTimeoutMs] How long a message that arrived after a
- *   gap is held for the missing ones before the client asks the server for
- *   them. Default 1 s.
+ * @property {number} [gapTimeoutMs] How long a gap may last without
+ *   progress (a message that arrived after it is held meanwhile) before the
+ *   client asks the server for the missing ones, and then before it gives
+ *   up on them. Default 1 s.
  * @property {SocketConstructor} [WebSocket] Defaults to globalThis.WebSocket.
  * @property {() => number} [random] Jitter source in [0, 1); Math.random.
  */
@@ -661,6 +662,7 @@ export class GatewayClient {
    * @param {Stream} s
    */
   #advance(topic, s) {
+    const before = s.pos?.offset;
     if (s.pos !== null) {
       // The recovery may be complete already (nothing was missed), or with
       // any of the messages below; it is reported right after its last one.
@@ -678,10 +680,13 @@ export class GatewayClient {
       s.latest = Math.max(s.latest, s.pos.offset);
     }
     const gap = s.held.size > 0 || (s.pos !== null && s.latest > s.pos.offset);
-    if (!gap) {
+    // The deadline runs from the last progress: a long replay, posted one
+    // message at a time, is not given up on while it keeps coming.
+    if (!gap || s.pos?.offset !== before) {
       clearTimeout(s.timer);
       s.timer = undefined;
-    } else if (s.timer === undefined) {
+    }
+    if (gap && s.timer === undefined) {
       s.timer = setTimeout(() => this.#gapExpired(topic, s), this.#opts.gapTimeoutMs);
     }
   }

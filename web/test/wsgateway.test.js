@@ -543,6 +543,23 @@ test("every reconnect asks to recover each topic from its last position", (t) =>
   assert.deepEqual(third.sent[0].recover.a, { epoch: "E", offset: 51 });
 });
 
+test("a long replay is waited for as long as it keeps coming", (t) => {
+  const { client, events, tick } = streaming(t, { a: 45 });
+  const second = reconnect(client, tick);
+  confirm(second, { a: 345 }, { a: true });
+  second.deliver(msg("a", 346)); // live, ahead of the replay
+  for (let offset = 46; offset <= 345; offset++) {
+    second.deliver(msg("a", offset));
+    tick(100); // 30 s in all, far beyond gapTimeoutMs, but never 1 s without progress
+  }
+  assert.deepEqual(
+    events.filter((e) => !e.startsWith("message")),
+    ["recovered a 300 reconnect"],
+  );
+  assert.deepEqual(events.filter((e) => e.startsWith("message")).map((e) => Number(e.split(" ")[2])), Array.from({ length: 301 }, (_, i) => 46 + i));
+  assert.equal(second.sent.length, 1, "asked again while the replay came");
+});
+
 test("recovered: false is a resync, then the stream goes on from the new position", (t) => {
   const { client, events, tick } = streaming(t, { a: 45, b: 5 });
   FakeSocket.last.deliver(msg("a", 46));
