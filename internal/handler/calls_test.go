@@ -274,8 +274,9 @@ func TestAWSCalls(t *testing.T) {
 	t.Run("publish", func(t *testing.T) {
 		p := newPrincipal()
 		mgmt := newManagementAPI(t)
-		// As lambdas/publish wires it.
-		f := fanout.New(p.store, apigw.New(p.cfg, mgmt.URL+"/prod"), fanout.Options{Logger: discard()})
+		// As lambdas/publish wires it: positions, history and idempotency
+		// keys in the same table.
+		f := fanout.New(p.store, apigw.New(p.cfg, mgmt.URL+"/prod"), fanout.Options{Logger: discard(), Streams: p.store, HistoryTTL: 5 * time.Minute})
 		h := NewPublish(f, discard())
 		connect("pub-1", nil, "orders.1")
 		connect("gone-1", nil, "orders.1")
@@ -286,12 +287,16 @@ func TestAWSCalls(t *testing.T) {
 		if _, err := setup.GetConnection(ctx, "gone-1"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("gone connection still recorded (%v)", err)
 		}
-		if _, err := h.Handle(ctx, sqsEvent(t, queueARN,
+		batch := sqsEvent(t, queueARN,
 			sqsRecord{"m1", `{"topic":"orders.1","data":2}`},
 			sqsRecord{"m2", `{"topic":"nobody","data":3}`},
 			sqsRecord{"m3", `not json`},
-		)); err != nil {
-			t.Errorf("publish from SQS: %v", err)
+		)
+		// Twice: the second time each record is a duplicate of the first.
+		for range 2 {
+			if _, err := h.Handle(ctx, batch); err != nil {
+				t.Errorf("publish from SQS: %v", err)
+			}
 		}
 		record("publish", p, mgmt)
 	})
