@@ -66,9 +66,10 @@ type dynamoAPI interface {
 
 // DynamoDB is the Store on AWS: one table laid out as schema.go describes.
 type DynamoDB struct {
-	db    dynamoAPI
-	table string
-	now   func() time.Time
+	db       dynamoAPI
+	table    string
+	now      func() time.Time
+	capacity func(operation string, units float64) // nil: not asked for
 }
 
 var _ Store = (*DynamoDB)(nil)
@@ -76,7 +77,7 @@ var _ Store = (*DynamoDB)(nil)
 // NewDynamoDB returns a store on table, which must exist (see EnsureTable).
 func NewDynamoDB(client *dynamodb.Client, table string, opts ...Option) *DynamoDB {
 	o := newOptions(opts)
-	return &DynamoDB{db: client, table: table, now: o.now}
+	return &DynamoDB{db: client, table: table, now: o.now, capacity: o.capacity}
 }
 
 // NewDynamoDBClient returns a client for cfg's region and credentials, at

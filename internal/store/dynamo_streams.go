@@ -126,7 +126,7 @@ func (s *DynamoDB) counter(ctx context.Context, topic string, keep time.Duration
 			update = update.Set(offset, expression.IfNotExists(offset, expression.Value(0)))
 		}
 		live := expression.AttributeNotExists(expression.Name(attrPK)).Or(exp.GreaterThan(expression.Value(now.Unix())))
-		pos, err := s.updateCounter(ctx, key, update, live)
+		pos, err := s.updateCounter(ctx, key, update, live, advance)
 		if !conditionFailed(err) {
 			return pos, dynamoError(err)
 		}
@@ -137,7 +137,7 @@ func (s *DynamoDB) counter(ctx context.Context, topic string, keep time.Duration
 		}
 		restart := expression.Set(offset, start).Set(epoch, newEpoch).Set(exp, until)
 		expired := exp.LessThanEqual(expression.Value(now.Unix()))
-		pos, err = s.updateCounter(ctx, key, restart, expired)
+		pos, err = s.updateCounter(ctx, key, restart, expired, advance)
 		if !conditionFailed(err) {
 			return pos, dynamoError(err)
 		}
@@ -145,7 +145,9 @@ func (s *DynamoDB) counter(ctx context.Context, topic string, keep time.Duration
 	return Position{}, fmt.Errorf("%w: the counter of topic %q changed under every one of %d updates", ErrUnavailable, topic, counterTries)
 }
 
-func (s *DynamoDB) updateCounter(ctx context.Context, key map[string]types.AttributeValue, update expression.UpdateBuilder, cond expression.ConditionBuilder) (Position, error) {
+// updateCounter makes one conditional update of a counter; publish says
+// it is a publish's (NextPosition), whose cost WithConsumedCapacity reports.
+func (s *DynamoDB) updateCounter(ctx context.Context, key map[string]types.AttributeValue, update expression.UpdateBuilder, cond expression.ConditionBuilder, publish bool) (Position, error) {
 	expr, err := expression.NewBuilder().WithUpdate(update).WithCondition(cond).Build()
 	if err != nil {
 		return Position{}, err
@@ -158,10 +160,12 @@ func (s *DynamoDB) updateCounter(ctx context.Context, key map[string]types.Attri
 		ExpressionAttributeNames:  expr.Names(),
 		ExpressionAttributeValues: expr.Values(),
 		ReturnValues:              types.ReturnValueAllNew,
+		ReturnConsumedCapacity:    s.returnCapacity(publish),
 	})
 	if err != nil {
 		return Position{}, err // conditionFailed looks at it as is
 	}
+	s.reportCapacity("NextPosition", out.ConsumedCapacity)
 	var item counterItem
 	if err := attributevalue.UnmarshalMap(out.Attributes, &item); err != nil {
 		return Position{}, fmt.Errorf("dynamodb counter item: %w", err)
@@ -194,8 +198,31 @@ func (s *DynamoDB) Retain(ctx context.Context, topic string, pos Position, m Ret
 	if err != nil {
 		return fmt.Errorf("dynamodb history item of topic %q: %w", topic, err)
 	}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.table, Item: item})
-	return dynamoError(err)
+	out, err := s.db.PutItem(ctx, &dynamodb.PutItemInput{
+		TableName:              &s.table,
+		Item:                   item,
+		ReturnConsumedCapacity: s.returnCapacity(true),
+	})
+	if err != nil {
+		return dynamoError(err)
+	}
+	s.reportCapacity("Retain", out.ConsumedCapacity)
+	return nil
+}
+
+// returnCapacity asks DynamoDB for a call's consumed capacity when
+// WithConsumedCapacity wants it, for the calls of a publish.
+func (s *DynamoDB) returnCapacity(publish bool) types.ReturnConsumedCapacity {
+	if s.capacity == nil || !publish {
+		return ""
+	}
+	return types.ReturnConsumedCapacityTotal
+}
+
+func (s *DynamoDB) reportCapacity(operation string, c *types.ConsumedCapacity) {
+	if s.capacity != nil && c != nil {
+		s.capacity(operation, aws.ToFloat64(c.CapacityUnits))
+	}
 }
 
 // History reads the counter, then the history partition up to the

@@ -487,3 +487,41 @@ func TestDynamoDBStreamsStalled(t *testing.T) {
 		})
 	}
 }
+
+// WithConsumedCapacity reports what a publish's writes cost, and only
+// those: the bench divides it by the publishes.
+func TestDynamoDBConsumedCapacity(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	client := store.NewDynamoDBClient(testConfig(), dynalite.Start(t).Endpoint())
+	var mu sync.Mutex
+	units := map[string]float64{}
+	calls := map[string]int{}
+	s := store.NewDynamoDB(client, newTable(t, client), store.WithConsumedCapacity(func(op string, u float64) {
+		mu.Lock()
+		defer mu.Unlock()
+		units[op] += u
+		calls[op]++
+	}))
+	for range 3 {
+		pos, err := s.NextPosition(ctx, "a", time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := s.Retain(ctx, "a", pos, store.Retained{Offset: pos.Offset, Envelope: []byte(`{"m":1}`)}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.Positions(ctx, []string{"a"}, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if calls["NextPosition"] != 3 || calls["Retain"] != 3 || len(calls) != 2 {
+		t.Errorf("reported calls %v, want NextPosition and Retain 3 times each", calls)
+	}
+	// A write of an item under 1 KB costs one write unit.
+	if units["NextPosition"] != 3 || units["Retain"] != 3 {
+		t.Errorf("reported units %v, want 3 for each", units)
+	}
+}

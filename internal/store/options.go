@@ -6,7 +6,17 @@ import "time"
 type Option func(*options)
 
 type options struct {
-	now func() time.Time
+	now      func() time.Time
+	capacity func(operation string, units float64)
+}
+
+// WithConsumedCapacity has the DynamoDB store ask DynamoDB what each write
+// of a publish's position and history costs (NextPosition, Retain) and
+// report it to fn with the method's name, so a benchmark can tell the cost
+// per publish. fn must be safe for concurrent use. The memory store has no
+// capacity to report.
+func WithConsumedCapacity(fn func(operation string, units float64)) Option {
+	return func(o *options) { o.capacity = fn }
 }
 
 // WithClock sets the clock that stamps SubscribedAt and item expiry and

@@ -187,20 +187,22 @@ func TestDynamoDBHungEndpointIsUnavailable(t *testing.T) {
 	})
 
 	s := store.NewDynamoDB(store.NewDynamoDBClient(testConfig(), "http://"+l.Addr().String()), "wsgateway")
-	// The caller's deadline, which a hung store must not reach.
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	t.Cleanup(cancel) // after the parallel subtests
 	for _, m := range []struct {
 		name string
-		call func() error
+		call func(context.Context) error
 	}{
-		{"Ping", func() error { return s.Ping(ctx) }},
-		{"Subscribe", func() error { return s.Subscribe(ctx, "c1", []string{"a"}) }},
+		{"Ping", func(ctx context.Context) error { return s.Ping(ctx) }},
+		{"Subscribe", func(ctx context.Context) error { return s.Subscribe(ctx, "c1", []string{"a"}) }},
 	} {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()
+			// The caller's deadline, which a hung store must not reach. It
+			// starts with the call: a parallel subtest may wait long for
+			// its turn.
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+			defer cancel()
 			start := time.Now()
-			err := m.call()
+			err := m.call(ctx)
 			if took := time.Since(start); took > 12*time.Second {
 				t.Errorf("took %v, want a few seconds", took)
 			}
