@@ -614,8 +614,20 @@ export class GatewayClient {
         return;
       }
     } else if (s.pos === null) {
-      this.#restart(topic, s, null, p);
-      return;
+      // The server reads positions just after storing the subscription, so
+      // a message that came through it can be at or below p: the
+      // subscription starts before the first of them.
+      let start = p.offset;
+      for (const m of s.held.values()) {
+        if (m.epoch === p.epoch) {
+          start = Math.min(start, m.offset - 1);
+        }
+      }
+      this.#restart(topic, s, null, { epoch: p.epoch, offset: start });
+      if (this.#streams.get(topic) !== s) {
+        return;
+      }
+      s.latest = Math.max(s.latest, p.offset);
     } else if (p.epoch !== s.pos.epoch) {
       this.#restart(topic, s, "new_epoch", p);
       return;

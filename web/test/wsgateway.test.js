@@ -452,20 +452,25 @@ test("a message after a gap waits, and the gap's messages come first as soon as 
   assert.equal(socket.sent.length, 1, `a filled gap was asked for: ${JSON.stringify(socket.sent)}`);
 });
 
-test("messages that arrive before the subscribed frame wait for its position", (t) => {
+test("messages that arrive before the subscribed frame wait for it, then come in order", (t) => {
   const { client, tick } = setup(t);
   const events = [];
   client.on("message", (m) => events.push(m.offset));
-  client.subscribe("a");
+  client.subscribe(["a", "b"]);
   client.connect();
   FakeSocket.last.accept();
+  FakeSocket.last.deliver(msg("a", 48));
+  FakeSocket.last.deliver(msg("b", 3));
   FakeSocket.last.deliver(msg("a", 47));
-  FakeSocket.last.deliver(msg("a", 45)); // stored before the subscription: not the app's
   assert.deepEqual(events, []);
   tick(10);
-  confirm(FakeSocket.last, { a: 45 });
-  FakeSocket.last.deliver(msg("a", 46));
-  assert.deepEqual(events, [46, 47]);
+  // Positions are read just after the subscription is stored: a message
+  // that came through it may be at or below its topic's position.
+  confirm(FakeSocket.last, { a: 49, b: 1 });
+  assert.deepEqual(events, [47, 48], "b's 3 came before its 2");
+  FakeSocket.last.deliver(msg("a", 49));
+  FakeSocket.last.deliver(msg("b", 2));
+  assert.deepEqual(events, [47, 48, 49, 2, 3]);
 });
 
 test("a gap that does not fill is asked for: a subscribe with recover for that topic only", (t) => {
