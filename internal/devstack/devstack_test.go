@@ -425,9 +425,31 @@ func (e *e2e) dial(t *testing.T, topics ...string) *client {
 	c := &client{conn: conn}
 	frame, _ := json.Marshal(map[string]any{"action": "subscribe", "topics": topics})
 	c.send(t, string(frame))
-	want, _ := json.Marshal(map[string]any{"type": "subscribed", "topics": topics})
-	c.expectFrame(t, string(want))
+	c.expectSubscribed(t, topics...)
 	return c
+}
+
+// expectSubscribed checks that the next frame answers a subscribe to
+// topics, with a position for each of them.
+func (c *client) expectSubscribed(t *testing.T, topics ...string) {
+	t.Helper()
+	raw := c.nextRaw(t)
+	var f struct {
+		Type      string   `json:"type"`
+		Topics    []string `json:"topics"`
+		Positions map[string]struct {
+			Epoch  string  `json:"epoch"`
+			Offset *uint64 `json:"offset"`
+		} `json:"positions"`
+	}
+	if err := json.Unmarshal(raw, &f); err != nil || f.Type != "subscribed" || !slices.Equal(f.Topics, topics) || len(f.Positions) != len(topics) {
+		t.Fatalf("frame = %s, want subscribed to %q with their positions", raw, topics)
+	}
+	for _, topic := range topics {
+		if p, ok := f.Positions[topic]; !ok || p.Epoch == "" || p.Offset == nil {
+			t.Fatalf("frame = %s, want a position for %s", raw, topic)
+		}
+	}
 }
 
 func (c *client) send(t *testing.T, frame string) {
