@@ -383,21 +383,33 @@ func (f *Fanout) position(ctx context.Context, topic string) (uint64, string, er
 
 // settleKey records the publish's outcome under its key (accepted: the
 // message may have reached someone, so a retry must not post it again),
-// or frees the key (nothing was posted: a retry should go through). Both
-// run even when ctx has ended, bounded by CallTimeout: a key left reserved
-// would hold every retry until IdempotencyWindow passed. Their failure is
-// logged, not returned: the publish itself is decided.
+// or frees the key (nothing was posted: a retry should go through). A key
+// left pending would make every retry wait on it until IdempotencyWindow
+// passed, so settling is tried again (as a post is) within CallTimeout,
+// and runs even when ctx has ended. A failure is logged, not returned: the
+// publish itself is decided.
 func (f *Fanout) settleKey(ctx context.Context, log *slog.Logger, m Message, o store.Outcome, accepted bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.CallTimeout)
 	defer cancel()
-	if accepted {
-		if err := f.opts.Streams.Complete(ctx, m.Topic, m.IdempotencyKey, o); err != nil {
-			log.WarnContext(ctx, "fanout: record the idempotency key's outcome", "err", err)
-		}
-		return
+	what, settle := "release the idempotency key", func() error {
+		return f.opts.Streams.Release(ctx, m.Topic, m.IdempotencyKey)
 	}
-	if err := f.opts.Streams.Release(ctx, m.Topic, m.IdempotencyKey); err != nil {
-		log.WarnContext(ctx, "fanout: release the idempotency key", "err", err)
+	if accepted {
+		what, settle = "record the idempotency key's outcome", func() error {
+			return f.opts.Streams.Complete(ctx, m.Topic, m.IdempotencyKey, o)
+		}
+	}
+	var err error
+	for attempt := 1; attempt <= f.opts.MaxAttempts; attempt++ {
+		if err = settle(); err == nil || errors.Is(err, store.ErrInvalidArgument) {
+			break
+		}
+		if smithytime.SleepWithContext(ctx, (&publish{Fanout: f}).backoff(attempt)) != nil {
+			break
+		}
+	}
+	if err != nil {
+		log.WarnContext(ctx, "fanout: "+what, "err", err)
 	}
 }
 

@@ -57,6 +57,9 @@ type faultyStreams struct {
 	mu       sync.Mutex
 	failing  map[string]bool
 	released atomic.Int32
+	// flaky fails this many of the next calls of a method, then lets
+	// them through, as a table that throttles for a moment.
+	flaky map[string]int
 }
 
 func (f *faultyStreams) fail(methods ...string) {
@@ -73,6 +76,10 @@ func (f *faultyStreams) err(method string) error {
 	defer f.mu.Unlock()
 	if f.failing[method] {
 		return fmt.Errorf("%s: %w: injected", method, store.ErrUnavailable)
+	}
+	if f.flaky[method] > 0 {
+		f.flaky[method]--
+		return fmt.Errorf("%s: %w: injected for a moment", method, store.ErrUnavailable)
 	}
 	return nil
 }
@@ -107,6 +114,9 @@ func (f *faultyStreams) Complete(ctx context.Context, topic, key string, o store
 
 func (f *faultyStreams) Release(ctx context.Context, topic, key string) error {
 	f.released.Add(1)
+	if err := f.err("Release"); err != nil {
+		return err
+	}
 	return f.Streams.Release(ctx, topic, key)
 }
 
@@ -331,6 +341,23 @@ func TestPublishStreamFaults(t *testing.T) {
 			}
 		})
 	}
+	t.Run("Release fails twice", func(t *testing.T) {
+		t.Parallel()
+		s := newStreamStack(t, "orders", 2, time.Minute)
+		s.faulty.fail("NextPosition")
+		s.faulty.flaky = map[string]int{"Release": 2}
+		m := positioned("orders", "1")
+		m.IdempotencyKey = "k-1"
+		if _, err := s.fanout.Publish(t.Context(), m); !errors.Is(err, store.ErrUnavailable) {
+			t.Fatalf("err = %v, want store.ErrUnavailable", err)
+		}
+		s.faulty.fail()
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		if res, err := s.fanout.Publish(ctx, m); err != nil || res.Duplicate || res.Delivered != 2 {
+			t.Fatalf("retry = %+v, %v; want a fresh publish delivered to 2", res, err)
+		}
+	})
 	t.Run("subscriber read", func(t *testing.T) {
 		t.Parallel()
 		mem := store.NewMemory()
@@ -347,6 +374,25 @@ func TestPublishStreamFaults(t *testing.T) {
 		res, err := f.Publish(t.Context(), m)
 		if err != nil || res.Duplicate || res.Delivered != 2 || poster.count() != 2 {
 			t.Fatalf("retry = %+v, %v (%d posts); want a fresh publish delivered to 2", res, err, poster.count())
+		}
+	})
+	t.Run("Complete fails twice", func(t *testing.T) {
+		t.Parallel()
+		// Settling the key is tried again: left pending, it would hold
+		// every retry until the idempotency window passed.
+		s := newStreamStack(t, "orders", 2, time.Minute)
+		s.faulty.flaky = map[string]int{"Complete": 2}
+		m := positioned("orders", "1")
+		m.IdempotencyKey = "k-1"
+		first, err := s.fanout.Publish(t.Context(), m)
+		if err != nil || first.Delivered != 2 {
+			t.Fatalf("Publish = %+v, %v; want delivered to 2", first, err)
+		}
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second) // a pending key would block the retry
+		defer cancel()
+		again, err := s.fanout.Publish(ctx, m)
+		if err != nil || !again.Duplicate || again.MessageID != first.MessageID || s.poster.count() != 2 {
+			t.Fatalf("retry = %+v, %v (%d posts); want a duplicate of %s and no post", again, err, s.poster.count(), first.MessageID)
 		}
 	})
 	t.Run("Complete", func(t *testing.T) {
