@@ -749,3 +749,42 @@ func TestConfigureRecovery(t *testing.T) {
 		t.Errorf("HistoryTTL %v, RecoveryMaxMessages %d; want 7m and 42", r.HistoryTTL, r.RecoveryMaxMessages)
 	}
 }
+
+// stalledPoster is a management API that never answers.
+type stalledPoster struct{}
+
+func (stalledPoster) PostToConnection(ctx context.Context, _ string, _ []byte) error {
+	return wait(ctx)
+}
+
+// A management API that stalls on the replay cannot hold the subscribe
+// past its deadline: the answer comes in time, subscribed (the
+// subscription is stored) with the topic not recovered, so the client
+// resyncs.
+func TestSubscribeRecoverStalledManagementAPI(t *testing.T) {
+	t.Parallel()
+	const timeout = 100 * time.Millisecond
+	mem := store.NewMemory()
+	recordedConnection(t, mem)
+	publishTo(t, mem, "a", true)
+	epoch := position(t, mem, "a").Epoch
+	r := recoveringRoutes(mem, stalledPoster{})
+	r.CallTimeout = timeout
+	start := time.Now()
+	o := within(t, 10*time.Second, func() outcome {
+		resp, err := r.Subscribe(context.Background(), message(t, "subscribe",
+			fmt.Sprintf(`{"action":"subscribe","topics":["a"],"recover":{"a":{"epoch":%q,"offset":0}}}`, epoch)))
+		return outcome{resp, err}
+	})
+	if took := time.Since(start); took < timeout || took > timeout+2*time.Second {
+		t.Errorf("answered after %v, want just after the %v deadline", took, timeout)
+	}
+	var f subscribedFrame
+	answered(t, o.resp, o.err)
+	if err := json.Unmarshal([]byte(o.resp.Body), &f); err != nil || f.Type != wsproto.TypeSubscribed || f.Recovered["a"] || len(f.Recovered) != 1 {
+		t.Errorf("answer %s, want subscribed with a not recovered", o.resp.Body)
+	}
+	if stored := storedTopics(t, mem); !slices.Equal(stored, []string{"a"}) {
+		t.Errorf("stored topics %q, want a", stored)
+	}
+}
