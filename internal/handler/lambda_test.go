@@ -36,7 +36,7 @@ func TestLambdaRuntime(t *testing.T) {
 	}{
 		{"$connect", routes.Connect, []byte(connectEvent), `{"statusCode":200,"headers":null,"multiValueHeaders":null,"body":""}`},
 		{"subscribe", routes.Subscribe, subscribe, `{"statusCode":200,"headers":null,"multiValueHeaders":null,"body":"{\"type\":\"subscribed\",\"topics\":[\"news\"],\"positions\":{\"news\":{\"epoch\":\"` + news["news"].Epoch + `\",\"offset\":0}}}"}`},
-		{"publish, direct", publish.Handle, []byte(`{"topic":"news","data":[1,2]}`), `{"messageId":"id-news","delivered":2,"gone":1,"failed":0}`},
+		{"publish, direct", publish.Handle, []byte(`{"topic":"news","data":[1,2]}`), `{"messageId":"id-news","delivered":2,"gone":1,"failed":0,"offset":7,"epoch":"ep","duplicate":false}`},
 		{
 			"publish, SQS", publish.Handle,
 			sqsEvent(t, queueARN, sqsRecord{"m1", `{"topic":"down.1","data":1}`}, sqsRecord{"m2", `{"topic":"news","data":1}`}),
