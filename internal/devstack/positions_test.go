@@ -39,8 +39,9 @@ func TestPositions(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			env := map[string]string{"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0"}
+			var db *dynalite.Server
 			if name == "dynamodb" {
-				db := dynalite.Start(t)
+				db = dynalite.Start(t)
 				env["DYNAMODB_ENDPOINT"] = db.Endpoint()
 				env["TABLE_NAME"] = "positions"
 			}
@@ -49,6 +50,9 @@ func TestPositions(t *testing.T) {
 			t.Run("idempotent publishes", func(t *testing.T) { testIdempotentPublishes(t, e) })
 			t.Run("history", func(t *testing.T) { testHistory(t, e) })
 			t.Run("bad input stores nothing", func(t *testing.T) { testBadPositionInput(t, e) })
+			if db != nil {
+				t.Run("keyed retries under throttling", func(t *testing.T) { testKeyedRetriesUnderThrottling(t, e, db) })
+			}
 
 			// HISTORY_TTL=0: positions still, history none.
 			noHistory := map[string]string{"HISTORY_TTL": "0"}
@@ -534,5 +538,95 @@ func testBadPositionInput(t *testing.T, e *e2e) {
 	got := r.until(t, "guarded", `"end"`)
 	if len(got) != 2 || got[0].Offset != 1 || got[1].Offset != 2 {
 		t.Errorf("subscriber got %v before the end, want the two empty-key publishes at offsets 1 and 2", got)
+	}
+}
+
+// With DynamoDB throttling half of all requests, and at the start every
+// request for a while (more than the store's own retries absorb), backends
+// publish 100 keyed messages at once and retry each with its key until it
+// is accepted, as a client library does after UNAVAILABLE or a deadline:
+// every subscriber gets each message exactly once, and the accepted
+// publishes hold distinct offsets.
+func testKeyedRetriesUnderThrottling(t *testing.T, e *e2e, db *dynalite.Server) {
+	const workers, each = 4, 25
+	readers := []*reader{subscribeReader(t, e, "retried"), subscribeReader(t, e, "retried")}
+	before := db.Throttled()
+	db.Throttle(0.5, dynalite.Throttling)
+	db.ThrottleNext(60, dynalite.Throttling)
+
+	var mu sync.Mutex
+	ids := map[string]string{}     // key → the message id its publish answered
+	offsets := map[uint64]string{} // offset → key
+	retries := 0
+	var g errgroup.Group
+	for w := range workers {
+		g.Go(func() error {
+			for i := range each {
+				key := fmt.Sprintf("w%d-%d", w, i)
+				for attempt := 1; ; attempt++ {
+					ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+					res, err := e.publishJSON(ctx, e.grpc, "retried", key, key)
+					cancel()
+					if err == nil {
+						mu.Lock()
+						if prev, ok := ids[key]; ok && prev != res.GetMessageId() {
+							mu.Unlock()
+							return fmt.Errorf("key %s answered %s, then %s", key, prev, res.GetMessageId())
+						}
+						ids[key] = res.GetMessageId()
+						if other, ok := offsets[res.GetOffset()]; ok && other != key {
+							mu.Unlock()
+							return fmt.Errorf("offset %d answered for %s and %s", res.GetOffset(), other, key)
+						}
+						offsets[res.GetOffset()] = key
+						mu.Unlock()
+						break
+					}
+					if c := status.Code(err); c != codes.Unavailable && c != codes.DeadlineExceeded || attempt == 30 {
+						return fmt.Errorf("publish %s, attempt %d: %v", key, attempt, err)
+					}
+					mu.Lock()
+					retries++
+					mu.Unlock()
+					time.Sleep(20 * time.Millisecond)
+				}
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	db.Throttle(0, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if db.Throttled() == before {
+		t.Fatal("nothing was throttled: the test tested no fault")
+	}
+	t.Logf("%d requests throttled, %d publishes retried by the caller", db.Throttled()-before, retries)
+	if retries == 0 {
+		t.Fatal("no publish failed: the callers' retries with their keys went untested")
+	}
+
+	if _, err := e.publishJSON(context.Background(), e.grpc, "retried", "", "end"); err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range readers {
+		got := map[string]int{}
+		for _, f := range r.until(t, "retried", `"end"`) {
+			var key string
+			json.Unmarshal(f.Data, &key)
+			got[key]++
+			if f.ID != ids[key] {
+				t.Errorf("subscriber %d got %s as %s, but its publish answered %s", i, key, f.ID, ids[key])
+			}
+		}
+		for key := range ids {
+			if got[key] != 1 {
+				t.Errorf("subscriber %d got %s %d times, want once", i, key, got[key])
+			}
+		}
+		if len(got) != workers*each {
+			t.Errorf("subscriber %d got %d distinct messages, want %d", i, len(got), workers*each)
+		}
 	}
 }
