@@ -280,7 +280,11 @@ func symbolic(params map[string]any) *intrinsics.ProcessorOptions {
 			},
 			"Fn::Sub": func(_ string, input, _ any) any {
 				if s, ok := input.(string); ok {
-					return s
+					// A function behind a route must name the stage by the
+					// StageName parameter (the Stage resource depends on the
+					// routes: naming it would be a cycle); both are the
+					// stage's name.
+					return strings.ReplaceAll(s, "${StageName}", "${Stage}")
 				}
 				// [string, {name: value}]: only the named values substitute.
 				if args, ok := input.([]any); ok && len(args) == 2 {
@@ -953,10 +957,12 @@ func TestChecksCatchBreakage(t *testing.T) {
 		{"wildcard resource", "Resource: !GetAtt Table.Arn", `Resource: "*"`, `resource "*"`},
 		{"a right the code never uses", "[dynamodb:GetItem, dynamodb:UpdateItem]", "[dynamodb:GetItem, dynamodb:UpdateItem, dynamodb:DeleteItem]",
 			"subscribe: may dynamodb:DeleteItem"},
-		{"a right the code needs", "[dynamodb:BatchWriteItem, dynamodb:DescribeTable]", "[dynamodb:BatchWriteItem]",
+		{"a right the code needs", "[dynamodb:BatchWriteItem, dynamodb:DescribeTable,", "[dynamodb:BatchWriteItem,",
 			"PublisherTaskRole: lacks dynamodb:DescribeTable"},
-		{"subscribe cannot count its topics", "            # The subscription limit counts the connection's topics, listed\n            # by the byConnection index.\n            - Effect: Allow\n              Action: dynamodb:Query\n",
-			"            - Effect: Allow\n              Action: dynamodb:DescribeTable\n", "subscribe: lacks dynamodb:Query"},
+		{"subscribe cannot count its topics", "            # history from the table.\n            - Effect: Allow\n              Action: dynamodb:Query\n",
+			"            # history from the table.\n            - Effect: Allow\n              Action: dynamodb:DescribeTable\n", "subscribe: lacks dynamodb:Query"},
+		{"subscribe cannot replay", "${WebSocketApi}/${StageName}/POST/@connections/*", "${WebSocketApi}/${StageName}/GET/@connections/*",
+			"subscribe: may execute-api:ManageConnections"},
 		{"a management call the code never makes", "${Stage}/POST/@connections/*", "${Stage}/DELETE/@connections/*", "publish: may execute-api:ManageConnections"},
 		{"index read on the whole table", `Resource: !Sub "${Table.Arn}/index/byConnection"`, "Resource: !GetAtt Table.Arn",
 			"disconnect: may dynamodb:Query on [\"${Table.Arn}\"]"},
