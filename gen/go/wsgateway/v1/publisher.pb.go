@@ -263,9 +263,12 @@ func (x *ListSubscribersRequest) GetPageToken() string {
 }
 
 type Subscriber struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ConnectionId  string                 `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
-	SubscribedAt  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=subscribed_at,json=subscribedAt,proto3" json:"subscribed_at,omitempty"`
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ConnectionId string                 `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	SubscribedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=subscribed_at,json=subscribedAt,proto3" json:"subscribed_at,omitempty"`
+	// The connection's user (its connect token's "sub"); empty when connect
+	// auth is off.
+	UserId        string `protobuf:"bytes,3,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -312,6 +315,13 @@ func (x *Subscriber) GetSubscribedAt() *timestamppb.Timestamp {
 		return x.SubscribedAt
 	}
 	return nil
+}
+
+func (x *Subscriber) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
 }
 
 type ListSubscribersResponse struct {
@@ -569,6 +579,581 @@ func (x *HistoryResponse) GetLatestOffset() uint64 {
 	return 0
 }
 
+type SendToUserRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	UserId string                 `protobuf:"bytes,1,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Any JSON value; delivered as the frame's "data".
+	Data       *structpb.Value   `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Attributes map[string]string `protobuf:"bytes,3,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// As in PublishRequest: a repeat within 5 minutes delivers nothing again.
+	IdempotencyKey string `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *SendToUserRequest) Reset() {
+	*x = SendToUserRequest{}
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendToUserRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendToUserRequest) ProtoMessage() {}
+
+func (x *SendToUserRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendToUserRequest.ProtoReflect.Descriptor instead.
+func (*SendToUserRequest) Descriptor() ([]byte, []int) {
+	return file_wsgateway_v1_publisher_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *SendToUserRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *SendToUserRequest) GetData() *structpb.Value {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SendToUserRequest) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *SendToUserRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type SendToUserResponse struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	MessageId string                 `protobuf:"bytes,1,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Delivered int32                  `protobuf:"varint,2,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	Gone      int32                  `protobuf:"varint,3,opt,name=gone,proto3" json:"gone,omitempty"`
+	Failed    int32                  `protobuf:"varint,4,opt,name=failed,proto3" json:"failed,omitempty"`
+	// True when idempotency_key matched an earlier send.
+	Duplicate     bool `protobuf:"varint,5,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SendToUserResponse) Reset() {
+	*x = SendToUserResponse{}
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SendToUserResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SendToUserResponse) ProtoMessage() {}
+
+func (x *SendToUserResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SendToUserResponse.ProtoReflect.Descriptor instead.
+func (*SendToUserResponse) Descriptor() ([]byte, []int) {
+	return file_wsgateway_v1_publisher_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *SendToUserResponse) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *SendToUserResponse) GetDelivered() int32 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
+func (x *SendToUserResponse) GetGone() int32 {
+	if x != nil {
+		return x.Gone
+	}
+	return 0
+}
+
+func (x *SendToUserResponse) GetFailed() int32 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *SendToUserResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+type DisconnectRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Exactly one of connection_id and user_id.
+	ConnectionId string `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	UserId       string `protobuf:"bytes,2,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	// Told to each connection in its "disconnect" frame.
+	Reason string `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	// Whether the client should reconnect (false: it stays closed).
+	Reconnect     bool `protobuf:"varint,4,opt,name=reconnect,proto3" json:"reconnect,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectRequest) Reset() {
+	*x = DisconnectRequest{}
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectRequest) ProtoMessage() {}
+
+func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectRequest.ProtoReflect.Descriptor instead.
+func (*DisconnectRequest) Descriptor() ([]byte, []int) {
+	return file_wsgateway_v1_publisher_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DisconnectRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *DisconnectRequest) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *DisconnectRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *DisconnectRequest) GetReconnect() bool {
+	if x != nil {
+		return x.Reconnect
+	}
+	return false
+}
+
+type DisconnectResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Connections closed; 0 for an unknown connection or a user with none.
+	Disconnected  int32 `protobuf:"varint,1,opt,name=disconnected,proto3" json:"disconnected,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectResponse) Reset() {
+	*x = DisconnectResponse{}
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectResponse) ProtoMessage() {}
+
+func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectResponse.ProtoReflect.Descriptor instead.
+func (*DisconnectResponse) Descriptor() ([]byte, []int) {
+	return file_wsgateway_v1_publisher_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *DisconnectResponse) GetDisconnected() int32 {
+	if x != nil {
+		return x.Disconnected
+	}
+	return 0
+}
+
+type CountSubscribersRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountSubscribersRequest) Reset() {
+	*x = CountSubscribersRequest{}
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountSubscribersRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountSubscribersRequest) ProtoMessage() {}
+
+func (x *CountSubscribersRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountSubscribersRequest.ProtoReflect.Descriptor instead.
+func (*CountSubscribersRequest) Descriptor() ([]byte, []int) {
+	return file_wsgateway_v1_publisher_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CountSubscribersRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+type CountSubscribersResponse struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	Connections int32                  `protobuf:"varint,1,opt,name=connections,proto3" json:"connections,omitempty"`
+	// Distinct users among them (connections without a user are not counted).
+	Users         int32 `protobuf:"varint,2,opt,name=users,proto3" json:"users,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CountSubscribersResponse) Reset() {
+	*x = CountSubscribersResponse{}
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CountSubscribersResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CountSubscribersResponse) ProtoMessage() {}
+
+func (x *CountSubscribersResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CountSubscribersResponse.ProtoReflect.Descriptor instead.
+func (*CountSubscribersResponse) Descriptor() ([]byte, []int) {
+	return file_wsgateway_v1_publisher_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CountSubscribersResponse) GetConnections() int32 {
+	if x != nil {
+		return x.Connections
+	}
+	return 0
+}
+
+func (x *CountSubscribersResponse) GetUsers() int32 {
+	if x != nil {
+		return x.Users
+	}
+	return 0
+}
+
+type BroadcastRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// 1 to 100 distinct topics.
+	Topics     []string          `protobuf:"bytes,1,rep,name=topics,proto3" json:"topics,omitempty"`
+	Data       *structpb.Value   `protobuf:"bytes,2,opt,name=data,proto3" json:"data,omitempty"`
+	Attributes map[string]string `protobuf:"bytes,3,rep,name=attributes,proto3" json:"attributes,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// Applies per topic, as in PublishRequest.
+	IdempotencyKey string `protobuf:"bytes,4,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *BroadcastRequest) Reset() {
+	*x = BroadcastRequest{}
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastRequest) ProtoMessage() {}
+
+func (x *BroadcastRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastRequest.ProtoReflect.Descriptor instead.
+func (*BroadcastRequest) Descriptor() ([]byte, []int) {
+	return file_wsgateway_v1_publisher_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *BroadcastRequest) GetTopics() []string {
+	if x != nil {
+		return x.Topics
+	}
+	return nil
+}
+
+func (x *BroadcastRequest) GetData() *structpb.Value {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *BroadcastRequest) GetAttributes() map[string]string {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+func (x *BroadcastRequest) GetIdempotencyKey() string {
+	if x != nil {
+		return x.IdempotencyKey
+	}
+	return ""
+}
+
+type BroadcastResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	MessageId     string                 `protobuf:"bytes,2,opt,name=message_id,json=messageId,proto3" json:"message_id,omitempty"`
+	Offset        uint64                 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Epoch         string                 `protobuf:"bytes,4,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Delivered     int32                  `protobuf:"varint,5,opt,name=delivered,proto3" json:"delivered,omitempty"`
+	Gone          int32                  `protobuf:"varint,6,opt,name=gone,proto3" json:"gone,omitempty"`
+	Failed        int32                  `protobuf:"varint,7,opt,name=failed,proto3" json:"failed,omitempty"`
+	Duplicate     bool                   `protobuf:"varint,8,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastResult) Reset() {
+	*x = BroadcastResult{}
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastResult) ProtoMessage() {}
+
+func (x *BroadcastResult) ProtoReflect() protoreflect.Message {
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastResult.ProtoReflect.Descriptor instead.
+func (*BroadcastResult) Descriptor() ([]byte, []int) {
+	return file_wsgateway_v1_publisher_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *BroadcastResult) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *BroadcastResult) GetMessageId() string {
+	if x != nil {
+		return x.MessageId
+	}
+	return ""
+}
+
+func (x *BroadcastResult) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *BroadcastResult) GetEpoch() string {
+	if x != nil {
+		return x.Epoch
+	}
+	return ""
+}
+
+func (x *BroadcastResult) GetDelivered() int32 {
+	if x != nil {
+		return x.Delivered
+	}
+	return 0
+}
+
+func (x *BroadcastResult) GetGone() int32 {
+	if x != nil {
+		return x.Gone
+	}
+	return 0
+}
+
+func (x *BroadcastResult) GetFailed() int32 {
+	if x != nil {
+		return x.Failed
+	}
+	return 0
+}
+
+func (x *BroadcastResult) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+type BroadcastResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per topic, in the request's order.
+	Results       []*BroadcastResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BroadcastResponse) Reset() {
+	*x = BroadcastResponse{}
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BroadcastResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BroadcastResponse) ProtoMessage() {}
+
+func (x *BroadcastResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_wsgateway_v1_publisher_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BroadcastResponse.ProtoReflect.Descriptor instead.
+func (*BroadcastResponse) Descriptor() ([]byte, []int) {
+	return file_wsgateway_v1_publisher_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *BroadcastResponse) GetResults() []*BroadcastResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_wsgateway_v1_publisher_proto protoreflect.FileDescriptor
 
 const file_wsgateway_v1_publisher_proto_rawDesc = "" +
@@ -597,11 +1182,12 @@ const file_wsgateway_v1_publisher_proto_rawDesc = "" +
 	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1b\n" +
 	"\tpage_size\x18\x02 \x01(\x05R\bpageSize\x12\x1d\n" +
 	"\n" +
-	"page_token\x18\x03 \x01(\tR\tpageToken\"r\n" +
+	"page_token\x18\x03 \x01(\tR\tpageToken\"\x8b\x01\n" +
 	"\n" +
 	"Subscriber\x12#\n" +
 	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\x12?\n" +
-	"\rsubscribed_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fsubscribedAt\"}\n" +
+	"\rsubscribed_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\fsubscribedAt\x12\x17\n" +
+	"\auser_id\x18\x03 \x01(\tR\x06userId\"}\n" +
 	"\x17ListSubscribersResponse\x12:\n" +
 	"\vsubscribers\x18\x01 \x03(\v2\x18.wsgateway.v1.SubscriberR\vsubscribers\x12&\n" +
 	"\x0fnext_page_token\x18\x02 \x01(\tR\rnextPageToken\"_\n" +
@@ -624,11 +1210,68 @@ const file_wsgateway_v1_publisher_proto_rawDesc = "" +
 	"\x0fHistoryResponse\x128\n" +
 	"\bmessages\x18\x01 \x03(\v2\x1c.wsgateway.v1.HistoryMessageR\bmessages\x12\x14\n" +
 	"\x05epoch\x18\x02 \x01(\tR\x05epoch\x12#\n" +
-	"\rlatest_offset\x18\x03 \x01(\x04R\flatestOffset2\x82\x02\n" +
+	"\rlatest_offset\x18\x03 \x01(\x04R\flatestOffset\"\x91\x02\n" +
+	"\x11SendToUserRequest\x12\x17\n" +
+	"\auser_id\x18\x01 \x01(\tR\x06userId\x12*\n" +
+	"\x04data\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x04data\x12O\n" +
+	"\n" +
+	"attributes\x18\x03 \x03(\v2/.wsgateway.v1.SendToUserRequest.AttributesEntryR\n" +
+	"attributes\x12'\n" +
+	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x9b\x01\n" +
+	"\x12SendToUserResponse\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x01 \x01(\tR\tmessageId\x12\x1c\n" +
+	"\tdelivered\x18\x02 \x01(\x05R\tdelivered\x12\x12\n" +
+	"\x04gone\x18\x03 \x01(\x05R\x04gone\x12\x16\n" +
+	"\x06failed\x18\x04 \x01(\x05R\x06failed\x12\x1c\n" +
+	"\tduplicate\x18\x05 \x01(\bR\tduplicate\"\x87\x01\n" +
+	"\x11DisconnectRequest\x12#\n" +
+	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\x12\x17\n" +
+	"\auser_id\x18\x02 \x01(\tR\x06userId\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x12\x1c\n" +
+	"\treconnect\x18\x04 \x01(\bR\treconnect\"8\n" +
+	"\x12DisconnectResponse\x12\"\n" +
+	"\fdisconnected\x18\x01 \x01(\x05R\fdisconnected\"/\n" +
+	"\x17CountSubscribersRequest\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\"R\n" +
+	"\x18CountSubscribersResponse\x12 \n" +
+	"\vconnections\x18\x01 \x01(\x05R\vconnections\x12\x14\n" +
+	"\x05users\x18\x02 \x01(\x05R\x05users\"\x8e\x02\n" +
+	"\x10BroadcastRequest\x12\x16\n" +
+	"\x06topics\x18\x01 \x03(\tR\x06topics\x12*\n" +
+	"\x04data\x18\x02 \x01(\v2\x16.google.protobuf.ValueR\x04data\x12N\n" +
+	"\n" +
+	"attributes\x18\x03 \x03(\v2..wsgateway.v1.BroadcastRequest.AttributesEntryR\n" +
+	"attributes\x12'\n" +
+	"\x0fidempotency_key\x18\x04 \x01(\tR\x0eidempotencyKey\x1a=\n" +
+	"\x0fAttributesEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xdc\x01\n" +
+	"\x0fBroadcastResult\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1d\n" +
+	"\n" +
+	"message_id\x18\x02 \x01(\tR\tmessageId\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x14\n" +
+	"\x05epoch\x18\x04 \x01(\tR\x05epoch\x12\x1c\n" +
+	"\tdelivered\x18\x05 \x01(\x05R\tdelivered\x12\x12\n" +
+	"\x04gone\x18\x06 \x01(\x05R\x04gone\x12\x16\n" +
+	"\x06failed\x18\a \x01(\x05R\x06failed\x12\x1c\n" +
+	"\tduplicate\x18\b \x01(\bR\tduplicate\"L\n" +
+	"\x11BroadcastResponse\x127\n" +
+	"\aresults\x18\x01 \x03(\v2\x1d.wsgateway.v1.BroadcastResultR\aresults2\xd5\x04\n" +
 	"\x10PublisherService\x12F\n" +
 	"\aPublish\x12\x1c.wsgateway.v1.PublishRequest\x1a\x1d.wsgateway.v1.PublishResponse\x12^\n" +
 	"\x0fListSubscribers\x12$.wsgateway.v1.ListSubscribersRequest\x1a%.wsgateway.v1.ListSubscribersResponse\x12F\n" +
-	"\aHistory\x12\x1c.wsgateway.v1.HistoryRequest\x1a\x1d.wsgateway.v1.HistoryResponseB@Z>github.com/wsgateway/wsgateway/gen/go/wsgateway/v1;wsgatewayv1b\x06proto3"
+	"\aHistory\x12\x1c.wsgateway.v1.HistoryRequest\x1a\x1d.wsgateway.v1.HistoryResponse\x12O\n" +
+	"\n" +
+	"SendToUser\x12\x1f.wsgateway.v1.SendToUserRequest\x1a .wsgateway.v1.SendToUserResponse\x12O\n" +
+	"\n" +
+	"Disconnect\x12\x1f.wsgateway.v1.DisconnectRequest\x1a .wsgateway.v1.DisconnectResponse\x12a\n" +
+	"\x10CountSubscribers\x12%.wsgateway.v1.CountSubscribersRequest\x1a&.wsgateway.v1.CountSubscribersResponse\x12L\n" +
+	"\tBroadcast\x12\x1e.wsgateway.v1.BroadcastRequest\x1a\x1f.wsgateway.v1.BroadcastResponseB@Z>github.com/wsgateway/wsgateway/gen/go/wsgateway/v1;wsgatewayv1b\x06proto3"
 
 var (
 	file_wsgateway_v1_publisher_proto_rawDescOnce sync.Once
@@ -642,41 +1285,65 @@ func file_wsgateway_v1_publisher_proto_rawDescGZIP() []byte {
 	return file_wsgateway_v1_publisher_proto_rawDescData
 }
 
-var file_wsgateway_v1_publisher_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_wsgateway_v1_publisher_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_wsgateway_v1_publisher_proto_goTypes = []any{
-	(*PublishRequest)(nil),          // 0: wsgateway.v1.PublishRequest
-	(*PublishResponse)(nil),         // 1: wsgateway.v1.PublishResponse
-	(*ListSubscribersRequest)(nil),  // 2: wsgateway.v1.ListSubscribersRequest
-	(*Subscriber)(nil),              // 3: wsgateway.v1.Subscriber
-	(*ListSubscribersResponse)(nil), // 4: wsgateway.v1.ListSubscribersResponse
-	(*HistoryRequest)(nil),          // 5: wsgateway.v1.HistoryRequest
-	(*HistoryMessage)(nil),          // 6: wsgateway.v1.HistoryMessage
-	(*HistoryResponse)(nil),         // 7: wsgateway.v1.HistoryResponse
-	nil,                             // 8: wsgateway.v1.PublishRequest.AttributesEntry
-	nil,                             // 9: wsgateway.v1.HistoryMessage.AttributesEntry
-	(*structpb.Value)(nil),          // 10: google.protobuf.Value
-	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
+	(*PublishRequest)(nil),           // 0: wsgateway.v1.PublishRequest
+	(*PublishResponse)(nil),          // 1: wsgateway.v1.PublishResponse
+	(*ListSubscribersRequest)(nil),   // 2: wsgateway.v1.ListSubscribersRequest
+	(*Subscriber)(nil),               // 3: wsgateway.v1.Subscriber
+	(*ListSubscribersResponse)(nil),  // 4: wsgateway.v1.ListSubscribersResponse
+	(*HistoryRequest)(nil),           // 5: wsgateway.v1.HistoryRequest
+	(*HistoryMessage)(nil),           // 6: wsgateway.v1.HistoryMessage
+	(*HistoryResponse)(nil),          // 7: wsgateway.v1.HistoryResponse
+	(*SendToUserRequest)(nil),        // 8: wsgateway.v1.SendToUserRequest
+	(*SendToUserResponse)(nil),       // 9: wsgateway.v1.SendToUserResponse
+	(*DisconnectRequest)(nil),        // 10: wsgateway.v1.DisconnectRequest
+	(*DisconnectResponse)(nil),       // 11: wsgateway.v1.DisconnectResponse
+	(*CountSubscribersRequest)(nil),  // 12: wsgateway.v1.CountSubscribersRequest
+	(*CountSubscribersResponse)(nil), // 13: wsgateway.v1.CountSubscribersResponse
+	(*BroadcastRequest)(nil),         // 14: wsgateway.v1.BroadcastRequest
+	(*BroadcastResult)(nil),          // 15: wsgateway.v1.BroadcastResult
+	(*BroadcastResponse)(nil),        // 16: wsgateway.v1.BroadcastResponse
+	nil,                              // 17: wsgateway.v1.PublishRequest.AttributesEntry
+	nil,                              // 18: wsgateway.v1.HistoryMessage.AttributesEntry
+	nil,                              // 19: wsgateway.v1.SendToUserRequest.AttributesEntry
+	nil,                              // 20: wsgateway.v1.BroadcastRequest.AttributesEntry
+	(*structpb.Value)(nil),           // 21: google.protobuf.Value
+	(*timestamppb.Timestamp)(nil),    // 22: google.protobuf.Timestamp
 }
 var file_wsgateway_v1_publisher_proto_depIdxs = []int32{
-	10, // 0: wsgateway.v1.PublishRequest.data:type_name -> google.protobuf.Value
-	8,  // 1: wsgateway.v1.PublishRequest.attributes:type_name -> wsgateway.v1.PublishRequest.AttributesEntry
-	11, // 2: wsgateway.v1.Subscriber.subscribed_at:type_name -> google.protobuf.Timestamp
+	21, // 0: wsgateway.v1.PublishRequest.data:type_name -> google.protobuf.Value
+	17, // 1: wsgateway.v1.PublishRequest.attributes:type_name -> wsgateway.v1.PublishRequest.AttributesEntry
+	22, // 2: wsgateway.v1.Subscriber.subscribed_at:type_name -> google.protobuf.Timestamp
 	3,  // 3: wsgateway.v1.ListSubscribersResponse.subscribers:type_name -> wsgateway.v1.Subscriber
-	10, // 4: wsgateway.v1.HistoryMessage.data:type_name -> google.protobuf.Value
-	9,  // 5: wsgateway.v1.HistoryMessage.attributes:type_name -> wsgateway.v1.HistoryMessage.AttributesEntry
-	11, // 6: wsgateway.v1.HistoryMessage.publish_time:type_name -> google.protobuf.Timestamp
+	21, // 4: wsgateway.v1.HistoryMessage.data:type_name -> google.protobuf.Value
+	18, // 5: wsgateway.v1.HistoryMessage.attributes:type_name -> wsgateway.v1.HistoryMessage.AttributesEntry
+	22, // 6: wsgateway.v1.HistoryMessage.publish_time:type_name -> google.protobuf.Timestamp
 	6,  // 7: wsgateway.v1.HistoryResponse.messages:type_name -> wsgateway.v1.HistoryMessage
-	0,  // 8: wsgateway.v1.PublisherService.Publish:input_type -> wsgateway.v1.PublishRequest
-	2,  // 9: wsgateway.v1.PublisherService.ListSubscribers:input_type -> wsgateway.v1.ListSubscribersRequest
-	5,  // 10: wsgateway.v1.PublisherService.History:input_type -> wsgateway.v1.HistoryRequest
-	1,  // 11: wsgateway.v1.PublisherService.Publish:output_type -> wsgateway.v1.PublishResponse
-	4,  // 12: wsgateway.v1.PublisherService.ListSubscribers:output_type -> wsgateway.v1.ListSubscribersResponse
-	7,  // 13: wsgateway.v1.PublisherService.History:output_type -> wsgateway.v1.HistoryResponse
-	11, // [11:14] is the sub-list for method output_type
-	8,  // [8:11] is the sub-list for method input_type
-	8,  // [8:8] is the sub-list for extension type_name
-	8,  // [8:8] is the sub-list for extension extendee
-	0,  // [0:8] is the sub-list for field type_name
+	21, // 8: wsgateway.v1.SendToUserRequest.data:type_name -> google.protobuf.Value
+	19, // 9: wsgateway.v1.SendToUserRequest.attributes:type_name -> wsgateway.v1.SendToUserRequest.AttributesEntry
+	21, // 10: wsgateway.v1.BroadcastRequest.data:type_name -> google.protobuf.Value
+	20, // 11: wsgateway.v1.BroadcastRequest.attributes:type_name -> wsgateway.v1.BroadcastRequest.AttributesEntry
+	15, // 12: wsgateway.v1.BroadcastResponse.results:type_name -> wsgateway.v1.BroadcastResult
+	0,  // 13: wsgateway.v1.PublisherService.Publish:input_type -> wsgateway.v1.PublishRequest
+	2,  // 14: wsgateway.v1.PublisherService.ListSubscribers:input_type -> wsgateway.v1.ListSubscribersRequest
+	5,  // 15: wsgateway.v1.PublisherService.History:input_type -> wsgateway.v1.HistoryRequest
+	8,  // 16: wsgateway.v1.PublisherService.SendToUser:input_type -> wsgateway.v1.SendToUserRequest
+	10, // 17: wsgateway.v1.PublisherService.Disconnect:input_type -> wsgateway.v1.DisconnectRequest
+	12, // 18: wsgateway.v1.PublisherService.CountSubscribers:input_type -> wsgateway.v1.CountSubscribersRequest
+	14, // 19: wsgateway.v1.PublisherService.Broadcast:input_type -> wsgateway.v1.BroadcastRequest
+	1,  // 20: wsgateway.v1.PublisherService.Publish:output_type -> wsgateway.v1.PublishResponse
+	4,  // 21: wsgateway.v1.PublisherService.ListSubscribers:output_type -> wsgateway.v1.ListSubscribersResponse
+	7,  // 22: wsgateway.v1.PublisherService.History:output_type -> wsgateway.v1.HistoryResponse
+	9,  // 23: wsgateway.v1.PublisherService.SendToUser:output_type -> wsgateway.v1.SendToUserResponse
+	11, // 24: wsgateway.v1.PublisherService.Disconnect:output_type -> wsgateway.v1.DisconnectResponse
+	13, // 25: wsgateway.v1.PublisherService.CountSubscribers:output_type -> wsgateway.v1.CountSubscribersResponse
+	16, // 26: wsgateway.v1.PublisherService.Broadcast:output_type -> wsgateway.v1.BroadcastResponse
+	20, // [20:27] is the sub-list for method output_type
+	13, // [13:20] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_wsgateway_v1_publisher_proto_init() }
@@ -690,7 +1357,7 @@ func file_wsgateway_v1_publisher_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_wsgateway_v1_publisher_proto_rawDesc), len(file_wsgateway_v1_publisher_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

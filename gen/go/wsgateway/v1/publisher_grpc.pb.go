@@ -19,9 +19,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	PublisherService_Publish_FullMethodName         = "/wsgateway.v1.PublisherService/Publish"
-	PublisherService_ListSubscribers_FullMethodName = "/wsgateway.v1.PublisherService/ListSubscribers"
-	PublisherService_History_FullMethodName         = "/wsgateway.v1.PublisherService/History"
+	PublisherService_Publish_FullMethodName          = "/wsgateway.v1.PublisherService/Publish"
+	PublisherService_ListSubscribers_FullMethodName  = "/wsgateway.v1.PublisherService/ListSubscribers"
+	PublisherService_History_FullMethodName          = "/wsgateway.v1.PublisherService/History"
+	PublisherService_SendToUser_FullMethodName       = "/wsgateway.v1.PublisherService/SendToUser"
+	PublisherService_Disconnect_FullMethodName       = "/wsgateway.v1.PublisherService/Disconnect"
+	PublisherService_CountSubscribers_FullMethodName = "/wsgateway.v1.PublisherService/CountSubscribers"
+	PublisherService_Broadcast_FullMethodName        = "/wsgateway.v1.PublisherService/Broadcast"
 )
 
 // PublisherServiceClient is the client API for PublisherService service.
@@ -41,6 +45,18 @@ type PublisherServiceClient interface {
 	// History returns the retained messages of a topic after a position,
 	// oldest first: what a client that was away can catch up on.
 	History(ctx context.Context, in *HistoryRequest, opts ...grpc.CallOption) (*HistoryResponse, error)
+	// SendToUser delivers a message to every open connection of one user
+	// (the connect token's "sub"), on all their devices.
+	SendToUser(ctx context.Context, in *SendToUserRequest, opts ...grpc.CallOption) (*SendToUserResponse, error)
+	// Disconnect closes one connection, or every connection of one user,
+	// after telling each why.
+	Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error)
+	// CountSubscribers counts a topic's connections and distinct users
+	// without transferring the subscriber list.
+	CountSubscribers(ctx context.Context, in *CountSubscribersRequest, opts ...grpc.CallOption) (*CountSubscribersResponse, error)
+	// Broadcast publishes one message to each of up to 100 topics: every
+	// topic gets its own message id and position.
+	Broadcast(ctx context.Context, in *BroadcastRequest, opts ...grpc.CallOption) (*BroadcastResponse, error)
 }
 
 type publisherServiceClient struct {
@@ -81,6 +97,46 @@ func (c *publisherServiceClient) History(ctx context.Context, in *HistoryRequest
 	return out, nil
 }
 
+func (c *publisherServiceClient) SendToUser(ctx context.Context, in *SendToUserRequest, opts ...grpc.CallOption) (*SendToUserResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SendToUserResponse)
+	err := c.cc.Invoke(ctx, PublisherService_SendToUser_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *publisherServiceClient) Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisconnectResponse)
+	err := c.cc.Invoke(ctx, PublisherService_Disconnect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *publisherServiceClient) CountSubscribers(ctx context.Context, in *CountSubscribersRequest, opts ...grpc.CallOption) (*CountSubscribersResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CountSubscribersResponse)
+	err := c.cc.Invoke(ctx, PublisherService_CountSubscribers_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *publisherServiceClient) Broadcast(ctx context.Context, in *BroadcastRequest, opts ...grpc.CallOption) (*BroadcastResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BroadcastResponse)
+	err := c.cc.Invoke(ctx, PublisherService_Broadcast_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // PublisherServiceServer is the server API for PublisherService service.
 // All implementations must embed UnimplementedPublisherServiceServer
 // for forward compatibility.
@@ -98,6 +154,18 @@ type PublisherServiceServer interface {
 	// History returns the retained messages of a topic after a position,
 	// oldest first: what a client that was away can catch up on.
 	History(context.Context, *HistoryRequest) (*HistoryResponse, error)
+	// SendToUser delivers a message to every open connection of one user
+	// (the connect token's "sub"), on all their devices.
+	SendToUser(context.Context, *SendToUserRequest) (*SendToUserResponse, error)
+	// Disconnect closes one connection, or every connection of one user,
+	// after telling each why.
+	Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error)
+	// CountSubscribers counts a topic's connections and distinct users
+	// without transferring the subscriber list.
+	CountSubscribers(context.Context, *CountSubscribersRequest) (*CountSubscribersResponse, error)
+	// Broadcast publishes one message to each of up to 100 topics: every
+	// topic gets its own message id and position.
+	Broadcast(context.Context, *BroadcastRequest) (*BroadcastResponse, error)
 	mustEmbedUnimplementedPublisherServiceServer()
 }
 
@@ -116,6 +184,18 @@ func (UnimplementedPublisherServiceServer) ListSubscribers(context.Context, *Lis
 }
 func (UnimplementedPublisherServiceServer) History(context.Context, *HistoryRequest) (*HistoryResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method History not implemented")
+}
+func (UnimplementedPublisherServiceServer) SendToUser(context.Context, *SendToUserRequest) (*SendToUserResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SendToUser not implemented")
+}
+func (UnimplementedPublisherServiceServer) Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Disconnect not implemented")
+}
+func (UnimplementedPublisherServiceServer) CountSubscribers(context.Context, *CountSubscribersRequest) (*CountSubscribersResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CountSubscribers not implemented")
+}
+func (UnimplementedPublisherServiceServer) Broadcast(context.Context, *BroadcastRequest) (*BroadcastResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Broadcast not implemented")
 }
 func (UnimplementedPublisherServiceServer) mustEmbedUnimplementedPublisherServiceServer() {}
 func (UnimplementedPublisherServiceServer) testEmbeddedByValue()                          {}
@@ -192,6 +272,78 @@ func _PublisherService_History_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _PublisherService_SendToUser_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SendToUserRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PublisherServiceServer).SendToUser(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PublisherService_SendToUser_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PublisherServiceServer).SendToUser(ctx, req.(*SendToUserRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PublisherService_Disconnect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisconnectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PublisherServiceServer).Disconnect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PublisherService_Disconnect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PublisherServiceServer).Disconnect(ctx, req.(*DisconnectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PublisherService_CountSubscribers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CountSubscribersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PublisherServiceServer).CountSubscribers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PublisherService_CountSubscribers_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PublisherServiceServer).CountSubscribers(ctx, req.(*CountSubscribersRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _PublisherService_Broadcast_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BroadcastRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(PublisherServiceServer).Broadcast(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: PublisherService_Broadcast_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(PublisherServiceServer).Broadcast(ctx, req.(*BroadcastRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // PublisherService_ServiceDesc is the grpc.ServiceDesc for PublisherService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -210,6 +362,22 @@ var PublisherService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "History",
 			Handler:    _PublisherService_History_Handler,
+		},
+		{
+			MethodName: "SendToUser",
+			Handler:    _PublisherService_SendToUser_Handler,
+		},
+		{
+			MethodName: "Disconnect",
+			Handler:    _PublisherService_Disconnect_Handler,
+		},
+		{
+			MethodName: "CountSubscribers",
+			Handler:    _PublisherService_CountSubscribers_Handler,
+		},
+		{
+			MethodName: "Broadcast",
+			Handler:    _PublisherService_Broadcast_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -12,7 +12,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file wsgateway/v1/publisher.proto.
  */
 export const file_wsgateway_v1_publisher: GenFile = /*@__PURE__*/
-  fileDesc("Chx3c2dhdGV3YXkvdjEvcHVibGlzaGVyLnByb3RvEgx3c2dhdGV3YXkudjEi0wEKDlB1Ymxpc2hSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSQAoKYXR0cmlidXRlcxgDIAMoCzIsLndzZ2F0ZXdheS52MS5QdWJsaXNoUmVxdWVzdC5BdHRyaWJ1dGVzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIogBCg9QdWJsaXNoUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRIRCglkZWxpdmVyZWQYAiABKAUSDAoEZ29uZRgDIAEoBRIOCgZmYWlsZWQYBCABKAUSDgoGb2Zmc2V0GAUgASgEEg0KBWVwb2NoGAYgASgJEhEKCWR1cGxpY2F0ZRgHIAEoCCJOChZMaXN0U3Vic2NyaWJlcnNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJIlYKClN1YnNjcmliZXISFQoNY29ubmVjdGlvbl9pZBgBIAEoCRIxCg1zdWJzY3JpYmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJhChdMaXN0U3Vic2NyaWJlcnNSZXNwb25zZRItCgtzdWJzY3JpYmVycxgBIAMoCzIYLndzZ2F0ZXdheS52MS5TdWJzY3JpYmVyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJECg5IaXN0b3J5UmVxdWVzdBINCgV0b3BpYxgBIAEoCRIUCgxzaW5jZV9vZmZzZXQYAiABKAQSDQoFbGltaXQYAyABKAUigQIKDkhpc3RvcnlNZXNzYWdlEhIKCm1lc3NhZ2VfaWQYASABKAkSDgoGb2Zmc2V0GAIgASgEEiQKBGRhdGEYAyABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSQAoKYXR0cmlidXRlcxgEIAMoCzIsLndzZ2F0ZXdheS52MS5IaXN0b3J5TWVzc2FnZS5BdHRyaWJ1dGVzRW50cnkSMAoMcHVibGlzaF90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBoxCg9BdHRyaWJ1dGVzRW50cnkSCwoDa2V5GAEgASgJEg0KBXZhbHVlGAIgASgJOgI4ASJnCg9IaXN0b3J5UmVzcG9uc2USLgoIbWVzc2FnZXMYASADKAsyHC53c2dhdGV3YXkudjEuSGlzdG9yeU1lc3NhZ2USDQoFZXBvY2gYAiABKAkSFQoNbGF0ZXN0X29mZnNldBgDIAEoBDKCAgoQUHVibGlzaGVyU2VydmljZRJGCgdQdWJsaXNoEhwud3NnYXRld2F5LnYxLlB1Ymxpc2hSZXF1ZXN0Gh0ud3NnYXRld2F5LnYxLlB1Ymxpc2hSZXNwb25zZRJeCg9MaXN0U3Vic2NyaWJlcnMSJC53c2dhdGV3YXkudjEuTGlzdFN1YnNjcmliZXJzUmVxdWVzdBolLndzZ2F0ZXdheS52MS5MaXN0U3Vic2NyaWJlcnNSZXNwb25zZRJGCgdIaXN0b3J5Ehwud3NnYXRld2F5LnYxLkhpc3RvcnlSZXF1ZXN0Gh0ud3NnYXRld2F5LnYxLkhpc3RvcnlSZXNwb25zZUJAWj5naXRodWIuY29tL3dzZ2F0ZXdheS93c2dhdGV3YXkvZ2VuL2dvL3dzZ2F0ZXdheS92MTt3c2dhdGV3YXl2MWIGcHJvdG8z", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
+  fileDesc("Chx3c2dhdGV3YXkvdjEvcHVibGlzaGVyLnByb3RvEgx3c2dhdGV3YXkudjEi0wEKDlB1Ymxpc2hSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSQAoKYXR0cmlidXRlcxgDIAMoCzIsLndzZ2F0ZXdheS52MS5QdWJsaXNoUmVxdWVzdC5BdHRyaWJ1dGVzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBIogBCg9QdWJsaXNoUmVzcG9uc2USEgoKbWVzc2FnZV9pZBgBIAEoCRIRCglkZWxpdmVyZWQYAiABKAUSDAoEZ29uZRgDIAEoBRIOCgZmYWlsZWQYBCABKAUSDgoGb2Zmc2V0GAUgASgEEg0KBWVwb2NoGAYgASgJEhEKCWR1cGxpY2F0ZRgHIAEoCCJOChZMaXN0U3Vic2NyaWJlcnNSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhEKCXBhZ2Vfc2l6ZRgCIAEoBRISCgpwYWdlX3Rva2VuGAMgASgJImcKClN1YnNjcmliZXISFQoNY29ubmVjdGlvbl9pZBgBIAEoCRIxCg1zdWJzY3JpYmVkX2F0GAIgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIPCgd1c2VyX2lkGAMgASgJImEKF0xpc3RTdWJzY3JpYmVyc1Jlc3BvbnNlEi0KC3N1YnNjcmliZXJzGAEgAygLMhgud3NnYXRld2F5LnYxLlN1YnNjcmliZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIkQKDkhpc3RvcnlSZXF1ZXN0Eg0KBXRvcGljGAEgASgJEhQKDHNpbmNlX29mZnNldBgCIAEoBBINCgVsaW1pdBgDIAEoBSKBAgoOSGlzdG9yeU1lc3NhZ2USEgoKbWVzc2FnZV9pZBgBIAEoCRIOCgZvZmZzZXQYAiABKAQSJAoEZGF0YRgDIAEoCzIWLmdvb2dsZS5wcm90b2J1Zi5WYWx1ZRJACgphdHRyaWJ1dGVzGAQgAygLMiwud3NnYXRld2F5LnYxLkhpc3RvcnlNZXNzYWdlLkF0dHJpYnV0ZXNFbnRyeRIwCgxwdWJsaXNoX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImcKD0hpc3RvcnlSZXNwb25zZRIuCghtZXNzYWdlcxgBIAMoCzIcLndzZ2F0ZXdheS52MS5IaXN0b3J5TWVzc2FnZRINCgVlcG9jaBgCIAEoCRIVCg1sYXRlc3Rfb2Zmc2V0GAMgASgEItsBChFTZW5kVG9Vc2VyUmVxdWVzdBIPCgd1c2VyX2lkGAEgASgJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSQwoKYXR0cmlidXRlcxgDIAMoCzIvLndzZ2F0ZXdheS52MS5TZW5kVG9Vc2VyUmVxdWVzdC5BdHRyaWJ1dGVzRW50cnkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJGjEKD0F0dHJpYnV0ZXNFbnRyeRILCgNrZXkYASABKAkSDQoFdmFsdWUYAiABKAk6AjgBImwKElNlbmRUb1VzZXJSZXNwb25zZRISCgptZXNzYWdlX2lkGAEgASgJEhEKCWRlbGl2ZXJlZBgCIAEoBRIMCgRnb25lGAMgASgFEg4KBmZhaWxlZBgEIAEoBRIRCglkdXBsaWNhdGUYBSABKAgiXgoRRGlzY29ubmVjdFJlcXVlc3QSFQoNY29ubmVjdGlvbl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIRCglyZWNvbm5lY3QYBCABKAgiKgoSRGlzY29ubmVjdFJlc3BvbnNlEhQKDGRpc2Nvbm5lY3RlZBgBIAEoBSIoChdDb3VudFN1YnNjcmliZXJzUmVxdWVzdBINCgV0b3BpYxgBIAEoCSI+ChhDb3VudFN1YnNjcmliZXJzUmVzcG9uc2USEwoLY29ubmVjdGlvbnMYASABKAUSDQoFdXNlcnMYAiABKAUi2AEKEEJyb2FkY2FzdFJlcXVlc3QSDgoGdG9waWNzGAEgAygJEiQKBGRhdGEYAiABKAsyFi5nb29nbGUucHJvdG9idWYuVmFsdWUSQgoKYXR0cmlidXRlcxgDIAMoCzIuLndzZ2F0ZXdheS52MS5Ccm9hZGNhc3RSZXF1ZXN0LkF0dHJpYnV0ZXNFbnRyeRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkaMQoPQXR0cmlidXRlc0VudHJ5EgsKA2tleRgBIAEoCRINCgV2YWx1ZRgCIAEoCToCOAEilwEKD0Jyb2FkY2FzdFJlc3VsdBINCgV0b3BpYxgBIAEoCRISCgptZXNzYWdlX2lkGAIgASgJEg4KBm9mZnNldBgDIAEoBBINCgVlcG9jaBgEIAEoCRIRCglkZWxpdmVyZWQYBSABKAUSDAoEZ29uZRgGIAEoBRIOCgZmYWlsZWQYByABKAUSEQoJZHVwbGljYXRlGAggASgIIkMKEUJyb2FkY2FzdFJlc3BvbnNlEi4KB3Jlc3VsdHMYASADKAsyHS53c2dhdGV3YXkudjEuQnJvYWRjYXN0UmVzdWx0MtUEChBQdWJsaXNoZXJTZXJ2aWNlEkYKB1B1Ymxpc2gSHC53c2dhdGV3YXkudjEuUHVibGlzaFJlcXVlc3QaHS53c2dhdGV3YXkudjEuUHVibGlzaFJlc3BvbnNlEl4KD0xpc3RTdWJzY3JpYmVycxIkLndzZ2F0ZXdheS52MS5MaXN0U3Vic2NyaWJlcnNSZXF1ZXN0GiUud3NnYXRld2F5LnYxLkxpc3RTdWJzY3JpYmVyc1Jlc3BvbnNlEkYKB0hpc3RvcnkSHC53c2dhdGV3YXkudjEuSGlzdG9yeVJlcXVlc3QaHS53c2dhdGV3YXkudjEuSGlzdG9yeVJlc3BvbnNlEk8KClNlbmRUb1VzZXISHy53c2dhdGV3YXkudjEuU2VuZFRvVXNlclJlcXVlc3QaIC53c2dhdGV3YXkudjEuU2VuZFRvVXNlclJlc3BvbnNlEk8KCkRpc2Nvbm5lY3QSHy53c2dhdGV3YXkudjEuRGlzY29ubmVjdFJlcXVlc3QaIC53c2dhdGV3YXkudjEuRGlzY29ubmVjdFJlc3BvbnNlEmEKEENvdW50U3Vic2NyaWJlcnMSJS53c2dhdGV3YXkudjEuQ291bnRTdWJzY3JpYmVyc1JlcXVlc3QaJi53c2dhdGV3YXkudjEuQ291bnRTdWJzY3JpYmVyc1Jlc3BvbnNlEkwKCUJyb2FkY2FzdBIeLndzZ2F0ZXdheS52MS5Ccm9hZGNhc3RSZXF1ZXN0Gh8ud3NnYXRld2F5LnYxLkJyb2FkY2FzdFJlc3BvbnNlQkBaPmdpdGh1Yi5jb20vd3NnYXRld2F5L3dzZ2F0ZXdheS9nZW4vZ28vd3NnYXRld2F5L3YxO3dzZ2F0ZXdheXYxYgZwcm90bzM", [file_google_protobuf_struct, file_google_protobuf_timestamp]);
 
 /**
  * @generated from message wsgateway.v1.PublishRequest
@@ -164,6 +164,14 @@ export type Subscriber = Message<"wsgateway.v1.Subscriber"> & {
    * @generated from field: google.protobuf.Timestamp subscribed_at = 2;
    */
   subscribedAt?: Timestamp | undefined;
+
+  /**
+   * The connection's user (its connect token's "sub"); empty when connect
+   * auth is off.
+   *
+   * @generated from field: string user_id = 3;
+   */
+  userId: string;
 };
 
 /**
@@ -300,6 +308,286 @@ export const HistoryResponseSchema: GenMessage<HistoryResponse> = /*@__PURE__*/
   messageDesc(file_wsgateway_v1_publisher, 7);
 
 /**
+ * @generated from message wsgateway.v1.SendToUserRequest
+ */
+export type SendToUserRequest = Message<"wsgateway.v1.SendToUserRequest"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * Any JSON value; delivered as the frame's "data".
+   *
+   * @generated from field: google.protobuf.Value data = 2;
+   */
+  data?: Value | undefined;
+
+  /**
+   * @generated from field: map<string, string> attributes = 3;
+   */
+  attributes: { [key: string]: string };
+
+  /**
+   * As in PublishRequest: a repeat within 5 minutes delivers nothing again.
+   *
+   * @generated from field: string idempotency_key = 4;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message wsgateway.v1.SendToUserRequest.
+ * Use `create(SendToUserRequestSchema)` to create a new message.
+ */
+export const SendToUserRequestSchema: GenMessage<SendToUserRequest> = /*@__PURE__*/
+  messageDesc(file_wsgateway_v1_publisher, 8);
+
+/**
+ * @generated from message wsgateway.v1.SendToUserResponse
+ */
+export type SendToUserResponse = Message<"wsgateway.v1.SendToUserResponse"> & {
+  /**
+   * @generated from field: string message_id = 1;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: int32 delivered = 2;
+   */
+  delivered: number;
+
+  /**
+   * @generated from field: int32 gone = 3;
+   */
+  gone: number;
+
+  /**
+   * @generated from field: int32 failed = 4;
+   */
+  failed: number;
+
+  /**
+   * True when idempotency_key matched an earlier send.
+   *
+   * @generated from field: bool duplicate = 5;
+   */
+  duplicate: boolean;
+};
+
+/**
+ * Describes the message wsgateway.v1.SendToUserResponse.
+ * Use `create(SendToUserResponseSchema)` to create a new message.
+ */
+export const SendToUserResponseSchema: GenMessage<SendToUserResponse> = /*@__PURE__*/
+  messageDesc(file_wsgateway_v1_publisher, 9);
+
+/**
+ * @generated from message wsgateway.v1.DisconnectRequest
+ */
+export type DisconnectRequest = Message<"wsgateway.v1.DisconnectRequest"> & {
+  /**
+   * Exactly one of connection_id and user_id.
+   *
+   * @generated from field: string connection_id = 1;
+   */
+  connectionId: string;
+
+  /**
+   * @generated from field: string user_id = 2;
+   */
+  userId: string;
+
+  /**
+   * Told to each connection in its "disconnect" frame.
+   *
+   * @generated from field: string reason = 3;
+   */
+  reason: string;
+
+  /**
+   * Whether the client should reconnect (false: it stays closed).
+   *
+   * @generated from field: bool reconnect = 4;
+   */
+  reconnect: boolean;
+};
+
+/**
+ * Describes the message wsgateway.v1.DisconnectRequest.
+ * Use `create(DisconnectRequestSchema)` to create a new message.
+ */
+export const DisconnectRequestSchema: GenMessage<DisconnectRequest> = /*@__PURE__*/
+  messageDesc(file_wsgateway_v1_publisher, 10);
+
+/**
+ * @generated from message wsgateway.v1.DisconnectResponse
+ */
+export type DisconnectResponse = Message<"wsgateway.v1.DisconnectResponse"> & {
+  /**
+   * Connections closed; 0 for an unknown connection or a user with none.
+   *
+   * @generated from field: int32 disconnected = 1;
+   */
+  disconnected: number;
+};
+
+/**
+ * Describes the message wsgateway.v1.DisconnectResponse.
+ * Use `create(DisconnectResponseSchema)` to create a new message.
+ */
+export const DisconnectResponseSchema: GenMessage<DisconnectResponse> = /*@__PURE__*/
+  messageDesc(file_wsgateway_v1_publisher, 11);
+
+/**
+ * @generated from message wsgateway.v1.CountSubscribersRequest
+ */
+export type CountSubscribersRequest = Message<"wsgateway.v1.CountSubscribersRequest"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+};
+
+/**
+ * Describes the message wsgateway.v1.CountSubscribersRequest.
+ * Use `create(CountSubscribersRequestSchema)` to create a new message.
+ */
+export const CountSubscribersRequestSchema: GenMessage<CountSubscribersRequest> = /*@__PURE__*/
+  messageDesc(file_wsgateway_v1_publisher, 12);
+
+/**
+ * @generated from message wsgateway.v1.CountSubscribersResponse
+ */
+export type CountSubscribersResponse = Message<"wsgateway.v1.CountSubscribersResponse"> & {
+  /**
+   * @generated from field: int32 connections = 1;
+   */
+  connections: number;
+
+  /**
+   * Distinct users among them (connections without a user are not counted).
+   *
+   * @generated from field: int32 users = 2;
+   */
+  users: number;
+};
+
+/**
+ * Describes the message wsgateway.v1.CountSubscribersResponse.
+ * Use `create(CountSubscribersResponseSchema)` to create a new message.
+ */
+export const CountSubscribersResponseSchema: GenMessage<CountSubscribersResponse> = /*@__PURE__*/
+  messageDesc(file_wsgateway_v1_publisher, 13);
+
+/**
+ * @generated from message wsgateway.v1.BroadcastRequest
+ */
+export type BroadcastRequest = Message<"wsgateway.v1.BroadcastRequest"> & {
+  /**
+   * 1 to 100 distinct topics.
+   *
+   * @generated from field: repeated string topics = 1;
+   */
+  topics: string[];
+
+  /**
+   * @generated from field: google.protobuf.Value data = 2;
+   */
+  data?: Value | undefined;
+
+  /**
+   * @generated from field: map<string, string> attributes = 3;
+   */
+  attributes: { [key: string]: string };
+
+  /**
+   * Applies per topic, as in PublishRequest.
+   *
+   * @generated from field: string idempotency_key = 4;
+   */
+  idempotencyKey: string;
+};
+
+/**
+ * Describes the message wsgateway.v1.BroadcastRequest.
+ * Use `create(BroadcastRequestSchema)` to create a new message.
+ */
+export const BroadcastRequestSchema: GenMessage<BroadcastRequest> = /*@__PURE__*/
+  messageDesc(file_wsgateway_v1_publisher, 14);
+
+/**
+ * @generated from message wsgateway.v1.BroadcastResult
+ */
+export type BroadcastResult = Message<"wsgateway.v1.BroadcastResult"> & {
+  /**
+   * @generated from field: string topic = 1;
+   */
+  topic: string;
+
+  /**
+   * @generated from field: string message_id = 2;
+   */
+  messageId: string;
+
+  /**
+   * @generated from field: uint64 offset = 3;
+   */
+  offset: bigint;
+
+  /**
+   * @generated from field: string epoch = 4;
+   */
+  epoch: string;
+
+  /**
+   * @generated from field: int32 delivered = 5;
+   */
+  delivered: number;
+
+  /**
+   * @generated from field: int32 gone = 6;
+   */
+  gone: number;
+
+  /**
+   * @generated from field: int32 failed = 7;
+   */
+  failed: number;
+
+  /**
+   * @generated from field: bool duplicate = 8;
+   */
+  duplicate: boolean;
+};
+
+/**
+ * Describes the message wsgateway.v1.BroadcastResult.
+ * Use `create(BroadcastResultSchema)` to create a new message.
+ */
+export const BroadcastResultSchema: GenMessage<BroadcastResult> = /*@__PURE__*/
+  messageDesc(file_wsgateway_v1_publisher, 15);
+
+/**
+ * @generated from message wsgateway.v1.BroadcastResponse
+ */
+export type BroadcastResponse = Message<"wsgateway.v1.BroadcastResponse"> & {
+  /**
+   * One per topic, in the request's order.
+   *
+   * @generated from field: repeated wsgateway.v1.BroadcastResult results = 1;
+   */
+  results: BroadcastResult[];
+};
+
+/**
+ * Describes the message wsgateway.v1.BroadcastResponse.
+ * Use `create(BroadcastResponseSchema)` to create a new message.
+ */
+export const BroadcastResponseSchema: GenMessage<BroadcastResponse> = /*@__PURE__*/
+  messageDesc(file_wsgateway_v1_publisher, 16);
+
+/**
  * PublisherService lets internal backends push messages to the browsers
  * subscribed to a topic. HTTP routes are mapped in publisher_http.yaml
  * (grpc-gateway's grpc_api_configuration), not with google.api.http options,
@@ -339,6 +627,50 @@ export const PublisherService: GenService<{
     methodKind: "unary";
     input: typeof HistoryRequestSchema;
     output: typeof HistoryResponseSchema;
+  },
+  /**
+   * SendToUser delivers a message to every open connection of one user
+   * (the connect token's "sub"), on all their devices.
+   *
+   * @generated from rpc wsgateway.v1.PublisherService.SendToUser
+   */
+  sendToUser: {
+    methodKind: "unary";
+    input: typeof SendToUserRequestSchema;
+    output: typeof SendToUserResponseSchema;
+  },
+  /**
+   * Disconnect closes one connection, or every connection of one user,
+   * after telling each why.
+   *
+   * @generated from rpc wsgateway.v1.PublisherService.Disconnect
+   */
+  disconnect: {
+    methodKind: "unary";
+    input: typeof DisconnectRequestSchema;
+    output: typeof DisconnectResponseSchema;
+  },
+  /**
+   * CountSubscribers counts a topic's connections and distinct users
+   * without transferring the subscriber list.
+   *
+   * @generated from rpc wsgateway.v1.PublisherService.CountSubscribers
+   */
+  countSubscribers: {
+    methodKind: "unary";
+    input: typeof CountSubscribersRequestSchema;
+    output: typeof CountSubscribersResponseSchema;
+  },
+  /**
+   * Broadcast publishes one message to each of up to 100 topics: every
+   * topic gets its own message id and position.
+   *
+   * @generated from rpc wsgateway.v1.PublisherService.Broadcast
+   */
+  broadcast: {
+    methodKind: "unary";
+    input: typeof BroadcastRequestSchema;
+    output: typeof BroadcastResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_wsgateway_v1_publisher, 0);
