@@ -26,6 +26,13 @@
  *
  *     client.on("resync", ({ topic }) => reload(topic));
  *
+ * A backend can also send to a user (every connection whose connect token
+ * names that user): such a message carries `user` instead of a topic, and
+ * no position. And it can end a connection with a reason: a "disconnect"
+ * event says so, and the client reconnects only if the server allows it.
+ *
+ *     client.on("disconnect", ({ reason, reconnect }) => reconnect || signOut(reason));
+ *
  * Plain ES module with JSDoc types, checked by tsc (web/tsconfig.json): no
  * build step, no dependencies.
  */
@@ -64,6 +71,8 @@ export const MAX_TOPICS_PER_FRAME = 50;
  * position when the subscription was stored, and, for every topic the
  * subscribe asked to recover, whether the missed messages are coming.
  * Messages of a topic publish carry their position; others have none.
+ * A message sent to a user names the user instead of a topic; the two
+ * shapes are told apart by which of topic and user is set.
  * @typedef {{
  *   type: "subscribed" | "unsubscribed",
  *   topics: string[],
@@ -74,15 +83,29 @@ export const MAX_TOPICS_PER_FRAME = 50;
  * @typedef {{
  *   type: "message",
  *   topic: string,
+ *   user?: undefined,
  *   id: string,
  *   data: JSONValue,
  *   attributes?: Record<string, string>,
  *   publishTime: string,
  *   offset?: number,
  *   epoch?: string,
- * }} MessageFrame
+ * }} TopicMessageFrame
+ * @typedef {{
+ *   type: "message",
+ *   user: string,
+ *   topic?: undefined,
+ *   id: string,
+ *   data: JSONValue,
+ *   attributes?: Record<string, string>,
+ *   publishTime: string,
+ *   offset?: undefined,
+ *   epoch?: undefined,
+ * }} UserMessageFrame
+ * @typedef {TopicMessageFrame | UserMessageFrame} MessageFrame
  * @typedef {{ type: "error", code: string, message: string }} ErrorFrame
- * @typedef {TopicsFrame | PongFrame | MessageFrame | ErrorFrame} ServerFrame
+ * @typedef {{ type: "disconnect", reason: string, reconnect: boolean }} DisconnectFrame
+ * @typedef {TopicsFrame | PongFrame | MessageFrame | ErrorFrame | DisconnectFrame} ServerFrame
  */
 
 /**
@@ -91,7 +114,9 @@ export const MAX_TOPICS_PER_FRAME = 50;
  * - "open": connected, subscriptions are being (re)sent;
  * - "waiting": the last socket closed or failed; the next attempt is in
  *   retryInMs, and reason says what happened;
- * - "closed": close() was called; nothing happens until connect().
+ * - "closed": close() was called, or the server disconnected the client
+ *   and told it not to reconnect (reason says so, with the server's
+ *   reason); nothing happens until connect().
  * @typedef {"connecting" | "open" | "waiting" | "closed"} State
  * @typedef {{ state: State, attempt: number, retryInMs?: number, reason?: string }} Status
  */
@@ -119,6 +144,13 @@ export const MAX_TOPICS_PER_FRAME = 50;
  */
 
 /**
+ * The server ended the connection on purpose (a backend's Disconnect):
+ * reason is the backend's words ("" if it gave none); with reconnect false
+ * the client stays closed, otherwise it reconnects as after any drop.
+ * @typedef {{ reason: string, reconnect: boolean }} Disconnect
+ */
+
+/**
  * @typedef {{
  *   message: MessageFrame,
  *   status: Status,
@@ -126,6 +158,7 @@ export const MAX_TOPICS_PER_FRAME = 50;
  *   subscriptions: Subscription[],
  *   resync: Resync,
  *   recovered: Recovered,
+ *   disconnect: Disconnect,
  * }} EventMap
  */
 
@@ -238,15 +271,25 @@ export function parseFrame(raw) {
     case "pong":
       return { type: "pong" };
     case "message": {
-      const { topic, id, data, attributes, publishTime, offset, epoch } = v;
-      if (typeof topic !== "string" || typeof id !== "string" || typeof publishTime !== "string" || data === undefined) {
-        return unexpected("message without topic, id, data and publishTime");
+      const { topic, user, id, data, attributes, publishTime, offset, epoch } = v;
+      const to = typeof topic === "string" ? "topic" : typeof user === "string" && topic === undefined ? "user" : null;
+      if (to === null || typeof id !== "string" || typeof publishTime !== "string" || data === undefined) {
+        return unexpected("message without topic (or user), id, data and publishTime");
       }
       if (attributes !== undefined && !isStringRecord(attributes)) {
         return unexpected("message attributes are not strings");
       }
-      /** @type {MessageFrame} */
-      const m = { type: "message", topic, id, data: /** @type {JSONValue} */ (data), publishTime };
+      if (to === "user") {
+        // A user's messages have no stream to be ordered in: no position.
+        /** @type {UserMessageFrame} */
+        const u = { type: "message", user: /** @type {string} */ (user), id, data: /** @type {JSONValue} */ (data), publishTime };
+        if (attributes !== undefined) {
+          u.attributes = attributes;
+        }
+        return u;
+      }
+      /** @type {TopicMessageFrame} */
+      const m = { type: "message", topic: /** @type {string} */ (topic), id, data: /** @type {JSONValue} */ (data), publishTime };
       if (attributes !== undefined) {
         m.attributes = attributes;
       }
@@ -265,6 +308,15 @@ export function parseFrame(raw) {
         return { type: "error", code: v.code, message: v.message };
       }
       return unexpected("error without code and message");
+    case "disconnect": {
+      // Absent fields take their protobuf defaults: a server that leaves
+      // out a false reconnect or an empty reason still means them.
+      const { reason = "", reconnect = false } = v;
+      if (typeof reason !== "string" || typeof reconnect !== "boolean") {
+        return unexpected("disconnect with a reason that is not a string or reconnect that is not a boolean");
+      }
+      return { type: "disconnect", reason, reconnect };
+    }
     default:
       return unexpected(`unknown type ${JSON.stringify(v.type) ?? "(none)"}`);
   }
@@ -304,7 +356,7 @@ function checkTopics(topics) {
 
 const OPEN = 1; // WebSocket.OPEN, without needing the global
 
-/** @typedef {MessageFrame & Position} PositionedMessage a message of a topic publish */
+/** @typedef {TopicMessageFrame & Position} PositionedMessage a message of a topic publish */
 
 /**
  * What the client knows of one subscribed topic's stream.
@@ -348,6 +400,7 @@ export class GatewayClient {
     subscriptions: new Set(),
     resync: new Set(),
     recovered: new Set(),
+    disconnect: new Set(),
   };
   /** @type {ReturnType<typeof setTimeout> | undefined} */ #retryTimer;
   /** @type {ReturnType<typeof setInterval> | undefined} */ #pingTimer;
@@ -582,9 +635,35 @@ export class GatewayClient {
       case "error":
         this.#emit("error", new GatewayError(frame.code, frame.message, raw));
         break;
+      case "disconnect":
+        this.#disconnected(frame);
+        break;
       case "pong":
         break;
     }
+  }
+
+  /**
+   * The server is about to close this connection on purpose. The client
+   * closes it too rather than wait: the frame is all it needs, and a
+   * server that failed to close would otherwise leave a socket open with
+   * nobody listening. Held messages and positions are kept, so a later
+   * connection (now, or the app's connect()) recovers from them.
+   * @param {DisconnectFrame} frame
+   */
+  #disconnected({ reason, reconnect }) {
+    const ws = this.#ws;
+    const why = reason ? `disconnected by the server: ${reason}` : "disconnected by the server";
+    if (reconnect) {
+      this.#lost(why);
+    } else {
+      this.#drop();
+      this.#setStatus({ state: "closed", attempt: 0, reason: why });
+    }
+    ws?.close(1000, "disconnected by the server");
+    // After the status, so that a listener sees where the client stands,
+    // and its connect() or close() takes effect.
+    this.#emit("disconnect", { reason, reconnect });
   }
 
   /**
@@ -639,6 +718,10 @@ export class GatewayClient {
 
   /** @param {MessageFrame} m */
   #onMessage(m) {
+    if (m.user !== undefined) {
+      this.#emit("message", m); // a user's messages are not a topic's stream: nothing to order them by
+      return;
+    }
     const s = this.#streams.get(m.topic);
     if (m.offset === undefined || m.epoch === undefined || !s) {
       this.#emit("message", m); // no position (or a topic no longer held): nothing to order it by

@@ -106,7 +106,7 @@ function setup(t, options = {}) {
   const tick = fakeTimers(t);
   FakeSocket.all = [];
   const client = new GatewayClient("ws://gateway.test/prod", { WebSocket: FakeSocket, random: () => 0.5, ...options });
-  const seen = { status: [], message: [], error: [], subscriptions: [] };
+  const seen = { status: [], message: [], error: [], subscriptions: [], disconnect: [] };
   for (const type of Object.keys(seen)) {
     client.on(type, (v) => seen[type].push(v));
   }
@@ -149,6 +149,16 @@ test("parseFrame decodes every server frame of the protocol", () => {
       '{"type":"subscribed","topics":["a","b"],"positions":{"a":{"epoch":"E","offset":45},"b":{"epoch":"F","offset":0}},"recovered":{"a":true}}',
       { type: "subscribed", topics: ["a", "b"], positions: { a: { epoch: "E", offset: 45 }, b: { epoch: "F", offset: 0 } }, recovered: { a: true } },
     ],
+    [
+      '{"type":"message","user":"alice","id":"u1","data":{"n":1},"attributes":{"k":"v"},"publishTime":"t"}',
+      { type: "message", user: "alice", id: "u1", data: { n: 1 }, attributes: { k: "v" }, publishTime: "t" },
+    ],
+    // A user's message has no position, even if one is sent along.
+    ['{"type":"message","user":"alice","id":"u2","data":2,"publishTime":"t","offset":3,"epoch":"E"}', { type: "message", user: "alice", id: "u2", data: 2, publishTime: "t" }],
+    ['{"type":"disconnect","reason":"account closed","reconnect":false}', { type: "disconnect", reason: "account closed", reconnect: false }],
+    ['{"type":"disconnect","reason":"redeploy","reconnect":true}', { type: "disconnect", reason: "redeploy", reconnect: true }],
+    // Left out, as a protobuf JSON encoder may: the defaults, so no reconnect.
+    ['{"type":"disconnect"}', { type: "disconnect", reason: "", reconnect: false }],
   ]) {
     assert.deepEqual(parseFrame(raw), want, raw);
   }
@@ -177,6 +187,11 @@ const unexpectedFrames = [
   '{"type":"subscribed","topics":["a"],"positions":{"a":{"epoch":"E"}}}',
   '{"type":"subscribed","topics":["a"],"positions":{"a":{"epoch":"E","offset":-1}}}',
   '{"type":"subscribed","topics":["a"],"recovered":{"a":"yes"}}',
+  '{"type":"message","user":7,"id":"m","data":1,"publishTime":"t"}',
+  '{"type":"message","topic":null,"user":"alice","id":"m","data":1,"publishTime":"t"}',
+  '{"type":"message","user":"alice","id":"m","publishTime":"t"}',
+  '{"type":"disconnect","reason":5,"reconnect":false}',
+  '{"type":"disconnect","reason":"r","reconnect":"false"}',
 ];
 
 test("parseFrame reports unexpected frames as errors", () => {
@@ -624,4 +639,97 @@ test("unsubscribe forgets the topic's position", (t) => {
   client.subscribe("a");
   const second = reconnect(client, tick);
   assert.deepEqual(second.sent, [{ action: "subscribe", topics: ["b", "a"], recover: { b: { epoch: "E", offset: 1 } } }]);
+});
+
+// Disconnect frames: a backend ends a connection on purpose and says
+// whether the client may come back.
+
+test("a disconnect without reconnect closes the client for good, with the reason", (t) => {
+  const { client, seen, tick } = setup(t);
+  const order = [];
+  client.on("status", (s) => order.push(`status ${s.state}`));
+  client.on("disconnect", (d) => order.push(`disconnect ${d.reason}`));
+  client.subscribe("a");
+  client.connect();
+  const socket = FakeSocket.last;
+  socket.accept();
+  confirm(socket, { a: 45 });
+  socket.deliver(msg("a", 46));
+  order.length = 0;
+
+  socket.deliver({ type: "disconnect", reason: "account suspended", reconnect: false });
+  assert.deepEqual(seen.disconnect, [{ reason: "account suspended", reconnect: false }]);
+  assert.deepEqual(client.status, { state: "closed", attempt: 0, reason: "disconnected by the server: account suspended" });
+  assert.deepEqual(order, ["status closed", "disconnect account suspended"], "the status changes before the disconnect event");
+  assert.deepEqual(socket.closedWith, { code: 1000, reason: "disconnected by the server" });
+  assert.deepEqual(client.subscriptions, [{ topic: "a", active: false }]);
+
+  socket.drop(1000, "Goodbye"); // the server's own close, after the frame
+  tick(10 * 60_000);
+  assert.equal(FakeSocket.all.length, 1, "reconnected after being told not to");
+  assert.equal(client.status.state, "closed");
+  assert.deepEqual(seen.error, []);
+
+  // The app may still decide to come back (a new sign-in): from where it was.
+  client.connect();
+  FakeSocket.last.accept();
+  assert.deepEqual(FakeSocket.last.sent, [{ action: "subscribe", topics: ["a"], recover: { a: { epoch: "E", offset: 46 } } }]);
+});
+
+test("a disconnect with reconnect comes back with the usual backoff and recovers", (t) => {
+  const { client, seen, tick } = setup(t, { initialBackoffMs: 1000 });
+  client.subscribe("a");
+  client.connect();
+  const first = FakeSocket.last;
+  first.accept();
+  confirm(first, { a: 45 });
+  first.deliver(msg("a", 46));
+
+  first.deliver({ type: "disconnect", reason: "rebalancing", reconnect: true });
+  assert.deepEqual(seen.disconnect, [{ reason: "rebalancing", reconnect: true }]);
+  // random() is 0.5: three quarters of the first ceiling, as after any drop.
+  assert.deepEqual(client.status, { state: "waiting", attempt: 1, retryInMs: 750, reason: "disconnected by the server: rebalancing" });
+  assert.equal(first.closedWith.code, 1000);
+  first.drop(1000); // the server's close: the retry is already scheduled, not a second one
+  tick(749);
+  assert.equal(FakeSocket.all.length, 1, "reconnected before the backoff delay");
+  tick(1);
+  assert.equal(FakeSocket.all.length, 2);
+  FakeSocket.last.accept();
+  assert.deepEqual(FakeSocket.last.sent, [{ action: "subscribe", topics: ["a"], recover: { a: { epoch: "E", offset: 46 } } }]);
+  tick(60_000);
+  assert.equal(FakeSocket.all.length, 2, "the server's close of the old connection started another");
+});
+
+test("a disconnect listener can reconnect a client told to stay closed", (t) => {
+  const { client } = setup(t);
+  client.on("disconnect", () => client.connect());
+  client.connect();
+  FakeSocket.last.accept();
+  FakeSocket.last.deliver({ type: "disconnect" });
+  assert.equal(client.status.state, "connecting");
+  assert.equal(FakeSocket.all.length, 2);
+});
+
+// Messages sent to a user rather than a topic.
+
+test("a user's message is delivered at once with its user, outside every topic's order", (t) => {
+  const { client, events, tick } = streaming(t, { a: 45, alice: 3 });
+  const users = [];
+  client.on("message", (m) => m.user !== undefined && users.push(m));
+  const socket = FakeSocket.last;
+  socket.deliver(msg("a", 47)); // held: 46 is missing
+  const toAlice = { type: "message", user: "alice", id: "u1", data: { hi: 1 }, attributes: { k: "v" }, publishTime: "t" };
+  socket.deliver(toAlice);
+  socket.deliver(toAlice); // no offset, so nothing tells a repeat apart: the server's at-least-once shows
+  assert.deepEqual(users, [toAlice, toAlice]);
+  assert.equal(users[0].topic, undefined);
+  assert.deepEqual(events, ["message undefined u1", "message undefined u1"], "a topic's message came out across its gap");
+
+  // Neither the user message nor a topic named like the user was disturbed.
+  socket.deliver(msg("a", 46));
+  socket.deliver(msg("alice", 4));
+  assert.deepEqual(events.slice(2), ["message a 46", "message a 47", "message alice 4"]);
+  tick(10_000);
+  assert.equal(socket.sent.length, 1, `a user message was taken for a gap: ${JSON.stringify(socket.sent)}`);
 });
