@@ -3,6 +3,9 @@
 // other. It learns the WebSocket URL from /config.json and passes a
 // ?token= of its own URL on to the WebSocket.
 
+/** How often the topic's subscriber count is asked for again. */
+const COUNT_REFRESH_MS = 3000;
+
 import { GatewayClient, ErrorCode, TOPIC_PATTERN } from "./wsgateway.js";
 
 /** Oldest messages are dropped past this, so a busy topic cannot grow the page forever. */
@@ -25,6 +28,7 @@ const recoveryNote = byTestId("recovery-note", HTMLElement);
 const publishEndpoint = byId("publish-endpoint", HTMLElement);
 const curlExample = byId("curl-example", HTMLElement);
 const apiKeyInput = byTestId("api-key-input", HTMLInputElement);
+const subscriberCount = byTestId("subscriber-count", HTMLElement);
 
 // The API key lives in sessionStorage: it survives a reload of this tab but
 // not the tab, and is never written to disk for good as localStorage would.
@@ -57,6 +61,18 @@ async function main() {
   client.on("message", addMessage);
   client.on("recovered", noteRecovered);
   client.on("resync", noteResync);
+  client.on("disconnect", ({ reason, reconnect }) => {
+    // With reconnect, the status's "waiting" notice says it all already.
+    if (!reconnect) {
+      // Not "disconnected": no status text but the open state's may contain "connected".
+      statusText.textContent = "closed by the server";
+      showConnectionError(`Disconnected by the server${reason ? `: ${reason}` : ""}. The page stays offline: reload it to connect again.`);
+    }
+  });
+  // A confirmed subscribe or unsubscribe changes the count at once; the
+  // timer catches the other pages' and backends' changes.
+  client.on("subscriptions", refreshCount);
+  setInterval(refreshCount, COUNT_REFRESH_MS);
   client.on("error", (err) => {
     if (err.code === ErrorCode.CONNECT_FAILED) {
       showConnectionError(`${capitalize(err.message)}. Retrying automatically.`);
@@ -92,7 +108,16 @@ async function main() {
     }
   });
   topicInput.addEventListener("input", showTopic);
+  /** @type {ReturnType<typeof setTimeout> | undefined} */
+  let typing;
+  for (const input of [topicInput, apiKeyInput]) {
+    input.addEventListener("input", () => {
+      clearTimeout(typing);
+      typing = setTimeout(refreshCount, 300); // not a request per keystroke
+    });
+  }
   showTopic();
+  refreshCount();
   byId("clear-log", HTMLButtonElement).addEventListener("click", () => {
     log.replaceChildren();
     updateLogCount();
@@ -145,6 +170,43 @@ function showStatus(status) {
   }
 }
 
+// Answers can come back out of order (a slow one, then the topic changed):
+// only the latest request's is shown.
+let countRequest = 0;
+
+/** Shows how many connections and users are on the topic in the form. */
+async function refreshCount() {
+  const id = ++countRequest;
+  const topic = topicInput.value.trim();
+  if (!TOPIC_PATTERN.test(topic)) {
+    subscriberCount.hidden = true;
+    return;
+  }
+  /** @type {(Node | string)[]} */
+  let shown;
+  try {
+    const res = await fetch(`/v1/topics/${topic}/subscribers:count`, { headers: restHeaders(), cache: "no-store" });
+    /** @type {{ connections?: number, users?: number, message?: string }} */
+    const body = await res.json().catch(() => ({}));
+    if (res.ok) {
+      // Zero counts may be left out of the JSON.
+      /** @param {number | undefined} n @param {string} noun */
+      const count = (n, noun) => el("strong", { textContent: `${n ?? 0} ${noun}${n === 1 ? "" : "s"}` });
+      shown = [`On ${topic}: `, count(body.connections, "connection"), " · ", count(body.users, "user")];
+    } else if (res.status === 401) {
+      shown = ["Subscriber count: enter an API key to see it (HTTP 401)."];
+    } else {
+      shown = [`Subscriber count unavailable: ${body.message || res.statusText} (HTTP ${res.status}).`];
+    }
+  } catch (err) {
+    shown = [`Subscriber count unavailable: the REST API is unreachable (${err instanceof Error ? err.message : err}).`];
+  }
+  if (id === countRequest) {
+    subscriberCount.replaceChildren(...shown);
+    subscriberCount.hidden = false;
+  }
+}
+
 /** @param {import("./wsgateway.js").Subscription[]} subscriptions */
 function showSubscriptions(subscriptions) {
   subscriptionList.replaceChildren(
@@ -168,7 +230,10 @@ function showSubscriptions(subscriptions) {
 function addMessage(m) {
   const time = new Date(m.publishTime);
   const meta = el("div", { className: "meta" }, [
-    el("span", { className: "topic", textContent: m.topic }),
+    // A message sent to the page's user rather than published to a topic.
+    m.user !== undefined
+      ? el("span", { className: "topic user", title: "sent to this user", textContent: `to user ${m.user}` })
+      : el("span", { className: "topic", textContent: m.topic }),
     // The topic's position, gapless within an epoch: a reader sees at a glance that none is missing.
     ...(m.offset === undefined ? [] : [el("span", { className: "offset", title: `offset ${m.offset} of epoch ${m.epoch}`, textContent: `#${m.offset}` })]),
     el("time", {
