@@ -644,11 +644,13 @@ export class GatewayClient {
   }
 
   /**
-   * The server is about to close this connection on purpose. The client
-   * closes it too rather than wait: the frame is all it needs, and a
-   * server that failed to close would otherwise leave a socket open with
-   * nobody listening. Held messages and positions are kept, so a later
-   * connection (now, or the app's connect()) recovers from them.
+   * The server is about to close this connection on purpose; the client
+   * stops using it at once. The close itself is left to the server, which
+   * counts the connections it closed (one the client closed first would
+   * read as already gone): the client closes it only if the server has not
+   * within pongTimeoutMs, so that a server that failed cannot leave a socket
+   * open with nobody listening. Held messages and positions are kept, so a
+   * later connection (now, or the app's connect()) recovers from them.
    * @param {DisconnectFrame} frame
    */
   #disconnected({ reason, reconnect }) {
@@ -660,7 +662,10 @@ export class GatewayClient {
       this.#drop();
       this.#setStatus({ state: "closed", attempt: 0, reason: why });
     }
-    ws?.close(1000, "disconnected by the server");
+    if (ws) {
+      const timer = setTimeout(() => ws.close(1000, "disconnected by the server"), this.#opts.pongTimeoutMs);
+      ws.onclose = () => clearTimeout(timer);
+    }
     // After the status, so that a listener sees where the client stands,
     // and its connect() or close() takes effect.
     this.#emit("disconnect", { reason, reconnect });

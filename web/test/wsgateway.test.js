@@ -661,11 +661,15 @@ test("a disconnect without reconnect closes the client for good, with the reason
   assert.deepEqual(seen.disconnect, [{ reason: "account suspended", reconnect: false }]);
   assert.deepEqual(client.status, { state: "closed", attempt: 0, reason: "disconnected by the server: account suspended" });
   assert.deepEqual(order, ["status closed", "disconnect account suspended"], "the status changes before the disconnect event");
-  assert.deepEqual(socket.closedWith, { code: 1000, reason: "disconnected by the server" });
   assert.deepEqual(client.subscriptions, [{ topic: "a", active: false }]);
+  socket.deliver(msg("a", 47)); // raced the frame: the connection is over
+  assert.equal(seen.message.length, 1);
 
+  tick(29_999);
+  assert.equal(socket.closedWith, null, "closed before the server could: its count of closed connections would miss it");
   socket.drop(1000, "Goodbye"); // the server's own close, after the frame
   tick(10 * 60_000);
+  assert.equal(socket.closedWith, null, "closed a socket the server had closed");
   assert.equal(FakeSocket.all.length, 1, "reconnected after being told not to");
   assert.equal(client.status.state, "closed");
   assert.deepEqual(seen.error, []);
@@ -689,16 +693,29 @@ test("a disconnect with reconnect comes back with the usual backoff and recovers
   assert.deepEqual(seen.disconnect, [{ reason: "rebalancing", reconnect: true }]);
   // random() is 0.5: three quarters of the first ceiling, as after any drop.
   assert.deepEqual(client.status, { state: "waiting", attempt: 1, retryInMs: 750, reason: "disconnected by the server: rebalancing" });
-  assert.equal(first.closedWith.code, 1000);
-  first.drop(1000); // the server's close: the retry is already scheduled, not a second one
   tick(749);
   assert.equal(FakeSocket.all.length, 1, "reconnected before the backoff delay");
   tick(1);
   assert.equal(FakeSocket.all.length, 2);
   FakeSocket.last.accept();
   assert.deepEqual(FakeSocket.last.sent, [{ action: "subscribe", topics: ["a"], recover: { a: { epoch: "E", offset: 46 } } }]);
+  first.drop(1000); // the server's close, late: the retry was already made, not a second one
   tick(60_000);
   assert.equal(FakeSocket.all.length, 2, "the server's close of the old connection started another");
+  assert.equal(client.status.state, "open");
+});
+
+test("a server that says it disconnects but never closes has its socket closed for it", (t) => {
+  const { client, tick } = setup(t, { pongTimeoutMs: 5000 });
+  client.connect();
+  const socket = FakeSocket.last;
+  socket.accept();
+  socket.deliver({ type: "disconnect", reason: "bye", reconnect: false });
+  tick(4999);
+  assert.equal(socket.closedWith, null);
+  tick(1);
+  assert.deepEqual(socket.closedWith, { code: 1000, reason: "disconnected by the server" });
+  assert.equal(client.status.state, "closed");
 });
 
 test("a disconnect listener can reconnect a client told to stay closed", (t) => {
