@@ -61,7 +61,7 @@ func runLookup(ctx context.Context, cfg options) ([]row, error) {
 			if err := st.PutConnection(gctx, store.Connection{ID: id, ConnectedAt: time.Now()}); err != nil {
 				return err
 			}
-			return st.Subscribe(gctx, id, []string{topic(i)})
+			return st.Subscribe(gctx, id, "", []string{topic(i)})
 		})
 	}
 	if err := g.Wait(); err != nil {

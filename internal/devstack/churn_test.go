@@ -236,7 +236,7 @@ func testExpiry(t *testing.T, e *e2e, tbl *table, topics []string, live []*churn
 	if err := earlier.PutConnection(ctx, store.Connection{ID: ghost, ConnectedAt: time.Now().Add(-expiry)}); err != nil {
 		t.Fatal(err)
 	}
-	if err := earlier.Subscribe(ctx, ghost, []string{topic}); err != nil {
+	if err := earlier.Subscribe(ctx, ghost, "", []string{topic}); err != nil {
 		t.Fatal(err)
 	}
 	want := itemsOf(live, (*churnClient).live)

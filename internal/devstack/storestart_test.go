@@ -133,7 +133,7 @@ func TestDevstackRecreatesALostTable(t *testing.T) {
 		code, _ := readyz(t, e)
 		return code == http.StatusOK
 	})
-	if err := e.stack.Store.Subscribe(t.Context(), "c1", []string{"a"}); err != nil {
+	if err := e.stack.Store.Subscribe(t.Context(), "c1", "", []string{"a"}); err != nil {
 		t.Errorf("Subscribe on the re-created table: %v", err)
 	}
 }

@@ -58,7 +58,7 @@ func newEmulated(t *testing.T, cfg emulator.Config, n int, topic string) *emulat
 		if err := e.store.PutConnection(context.Background(), store.Connection{ID: id}); err != nil {
 			t.Fatal(err)
 		}
-		if err := e.store.Subscribe(context.Background(), id, []string{topic}); err != nil {
+		if err := e.store.Subscribe(context.Background(), id, "", []string{topic}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -49,7 +49,7 @@ func TestSlowSubscriberStallsNoOne(t *testing.T) {
 	if err := e.store.PutConnection(context.Background(), store.Connection{ID: stalledID}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.store.Subscribe(context.Background(), stalledID, []string{topic}); err != nil {
+	if err := e.store.Subscribe(context.Background(), stalledID, "", []string{topic}); err != nil {
 		t.Fatal(err)
 	}
 

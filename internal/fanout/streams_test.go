@@ -36,7 +36,7 @@ func newStreamStack(t *testing.T, topic string, conns int, historyTTL time.Durat
 		if err := mem.PutConnection(t.Context(), store.Connection{ID: id, ConnectedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
-		if err := mem.Subscribe(t.Context(), id, []string{topic}); err != nil {
+		if err := mem.Subscribe(t.Context(), id, "", []string{topic}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -115,7 +115,7 @@ func TestAWSCalls(t *testing.T) {
 			t.Fatal(err)
 		}
 		if len(topics) > 0 {
-			if err := setup.Subscribe(ctx, id, topics); err != nil {
+			if err := setup.Subscribe(ctx, id, "", topics); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -23,10 +23,10 @@ func (stalled) PutConnection(ctx context.Context, _ store.Connection) error { re
 func (stalled) GetConnection(ctx context.Context, _ string) (store.Connection, error) {
 	return store.Connection{}, wait(ctx)
 }
-func (stalled) DeleteConnection(ctx context.Context, _ string) error        { return wait(ctx) }
-func (stalled) Subscribe(ctx context.Context, _ string, _ []string) error   { return wait(ctx) }
-func (stalled) Unsubscribe(ctx context.Context, _ string, _ []string) error { return wait(ctx) }
-func (stalled) Topics(ctx context.Context, _ string) ([]string, error)      { return nil, wait(ctx) }
+func (stalled) DeleteConnection(ctx context.Context, _ string) error         { return wait(ctx) }
+func (stalled) Subscribe(ctx context.Context, _, _ string, _ []string) error { return wait(ctx) }
+func (stalled) Unsubscribe(ctx context.Context, _ string, _ []string) error  { return wait(ctx) }
+func (stalled) Topics(ctx context.Context, _ string) ([]string, error)       { return nil, wait(ctx) }
 
 func wait(ctx context.Context) error {
 	<-ctx.Done()

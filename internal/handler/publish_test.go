@@ -281,7 +281,7 @@ func TestPublishThroughFanout(t *testing.T) {
 		if err := mem.PutConnection(ctx, store.Connection{ID: id, ConnectedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
-		if err := mem.Subscribe(ctx, id, []string{"orders.1"}); err != nil {
+		if err := mem.Subscribe(ctx, id, "", []string{"orders.1"}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -368,7 +368,7 @@ func keyedStack(t *testing.T) (*Publish, *framePoster, *store.Memory) {
 		if err := mem.PutConnection(ctx, store.Connection{ID: id, ConnectedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
-		if err := mem.Subscribe(ctx, id, []string{"orders.1"}); err != nil {
+		if err := mem.Subscribe(ctx, id, "", []string{"orders.1"}); err != nil {
 			t.Fatal(err)
 		}
 	}

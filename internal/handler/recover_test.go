@@ -124,7 +124,7 @@ func recordedConnection(t *testing.T, mem *store.Memory, topics ...string) {
 		t.Fatal(err)
 	}
 	if len(topics) > 0 {
-		if err := mem.Subscribe(context.Background(), connID, topics); err != nil {
+		if err := mem.Subscribe(context.Background(), connID, "", topics); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -495,9 +495,9 @@ func (h *streamsHook) around(name string) func() {
 	}
 }
 
-func (h *streamsHook) Subscribe(ctx context.Context, id string, topics []string) error {
+func (h *streamsHook) Subscribe(ctx context.Context, id, userID string, topics []string) error {
 	defer h.around("Subscribe")()
-	return h.Memory.Subscribe(ctx, id, topics)
+	return h.Memory.Subscribe(ctx, id, userID, topics)
 }
 
 func (h *streamsHook) Positions(ctx context.Context, topics []string, keep time.Duration) (map[string]store.Position, error) {

@@ -28,7 +28,7 @@ type Connections interface {
 	PutConnection(ctx context.Context, c store.Connection) error
 	GetConnection(ctx context.Context, connectionID string) (store.Connection, error)
 	DeleteConnection(ctx context.Context, connectionID string) error
-	Subscribe(ctx context.Context, connectionID string, topics []string) error
+	Subscribe(ctx context.Context, connectionID, userID string, topics []string) error
 	Unsubscribe(ctx context.Context, connectionID string, topics []string) error
 	Topics(ctx context.Context, connectionID string) ([]string, error)
 	// Positions and History let a subscribe tell the client where each
@@ -212,7 +212,7 @@ func (r *Routes) Subscribe(ctx context.Context, req events.APIGatewayWebsocketPr
 		if err := r.checkSubscriptionLimit(ctx, id, topics); err != nil {
 			return nil, err
 		}
-		if err := r.Store.Subscribe(ctx, id, topics); err != nil {
+		if err := r.Store.Subscribe(ctx, id, c.Subject, topics); err != nil {
 			return nil, err
 		}
 		// The counters outlive the history they number, so that History

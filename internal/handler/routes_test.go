@@ -156,11 +156,11 @@ func (o outage) DeleteConnection(ctx context.Context, id string) error {
 	return o.Connections.DeleteConnection(ctx, id)
 }
 
-func (o outage) Subscribe(ctx context.Context, id string, topics []string) error {
+func (o outage) Subscribe(ctx context.Context, id, userID string, topics []string) error {
 	if err := o.fail("Subscribe"); err != nil {
 		return err
 	}
-	return o.Connections.Subscribe(ctx, id, topics)
+	return o.Connections.Subscribe(ctx, id, userID, topics)
 }
 
 func (o outage) Unsubscribe(ctx context.Context, id string, topics []string) error {
@@ -327,7 +327,7 @@ func TestDisconnect(t *testing.T) {
 				if err := mem.PutConnection(ctx, store.Connection{ID: connID, ConnectedAt: time.Now()}); err != nil {
 					t.Fatal(err)
 				}
-				if err := mem.Subscribe(ctx, connID, []string{"a", "b"}); err != nil {
+				if err := mem.Subscribe(ctx, connID, "", []string{"a", "b"}); err != nil {
 					t.Fatal(err)
 				}
 			}
@@ -375,7 +375,7 @@ func testTopicsRoute(t *testing.T, routeKey string, call route, subscribed []str
 				if err := mem.PutConnection(ctx, store.Connection{ID: connID, ConnectedAt: time.Now(), AllowedTopics: tt.allowed}); err != nil {
 					t.Fatal(err)
 				}
-				if err := mem.Subscribe(ctx, connID, subscribed); err != nil {
+				if err := mem.Subscribe(ctx, connID, "", subscribed); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -128,7 +128,7 @@ func TestFanoutObserved(t *testing.T) {
 		if err := st.PutConnection(ctx, store.Connection{ID: id, ConnectedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Subscribe(ctx, id, []string{"t"}); err != nil {
+		if err := st.Subscribe(ctx, id, "", []string{"t"}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -52,7 +52,7 @@ func startServer(t *testing.T, ready func(context.Context) error) *server {
 	if err := st.PutConnection(ctx, store.Connection{ID: "refuses", ConnectedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := st.Subscribe(ctx, "refuses", []string{"t"}); err != nil {
+	if err := st.Subscribe(ctx, "refuses", "", []string{"t"}); err != nil {
 		t.Fatal(err)
 	}
 	s := &server{logs: &logBuffer{}}

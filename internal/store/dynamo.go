@@ -181,13 +181,27 @@ func hasIndex(have []types.GlobalSecondaryIndexDescription, want types.GlobalSec
 	})
 }
 
+// PutConnection writes the connection's item and, for a connection with a
+// user, its membership item (user#<user>, conn#<id>): two PutItems sent at
+// once rather than one BatchWriteItem, so $connect waits for one round trip
+// either way, and the connection's put can return the item it replaced
+// (ReturnValues, which BatchWriteItem lacks), whose old user must lose the
+// connection if the user changed. Neither put is conditional on the other:
+// if one fails, the call fails, $connect refuses the connection, and what
+// was written is found by DeleteConnection (a 410 on a later post) or
+// expires. A transaction would make the pair atomic at twice the write
+// cost, for a connection that is refused anyway.
 func (s *DynamoDB) PutConnection(ctx context.Context, c Connection) error {
 	if err := checkConnectionID(c.ID); err != nil {
 		return err
 	}
+	if err := checkOptionalUserID(c.Subject); err != nil {
+		return err
+	}
+	expires := expiresAt(s.now())
 	item, err := attributevalue.MarshalMapWithOptions(connectionItem{
 		itemKeys:      itemKeys{PK: connKey(c.ID), SK: connKey(c.ID)},
-		ExpiresAt:     expiresAt(s.now()),
+		ExpiresAt:     expires,
 		ConnectedAt:   c.ConnectedAt,
 		Subject:       c.Subject,
 		SourceIP:      c.SourceIP,
@@ -197,8 +211,44 @@ func (s *DynamoDB) PutConnection(ctx context.Context, c Connection) error {
 	if err != nil {
 		return fmt.Errorf("dynamodb item of connection %q: %w", c.ID, err)
 	}
-	_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.table, Item: item})
-	return dynamoError(err)
+	var g errgroup.Group
+	var old *dynamodb.PutItemOutput
+	g.Go(func() error {
+		var err error
+		old, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{
+			TableName:    &s.table,
+			Item:         item,
+			ReturnValues: types.ReturnValueAllOld,
+		})
+		return dynamoError(err)
+	})
+	if c.Subject != "" {
+		g.Go(func() error {
+			member, err := attributevalue.MarshalMap(membershipItem{
+				itemKeys:  itemKeys{PK: userKey(c.Subject), SK: connKey(c.ID)},
+				ExpiresAt: expires,
+			})
+			if err != nil {
+				return fmt.Errorf("dynamodb membership item of connection %q: %w", c.ID, err)
+			}
+			_, err = s.db.PutItem(ctx, &dynamodb.PutItemInput{TableName: &s.table, Item: member})
+			return dynamoError(err)
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	// Only a connection put again under another user gets here with work
+	// to do; API Gateway never reuses a connection id, so $connect never
+	// does it.
+	var was connectionItem
+	if err := attributevalue.UnmarshalMap(old.Attributes, &was); err != nil {
+		return fmt.Errorf("dynamodb item replaced for connection %q: %w", c.ID, err)
+	}
+	if was.Subject == "" || was.Subject == c.Subject {
+		return nil
+	}
+	return s.deleteItems(ctx, []map[string]types.AttributeValue{itemKey(userKey(was.Subject), connKey(c.ID))})
 }
 
 func (s *DynamoDB) GetConnection(ctx context.Context, connectionID string) (Connection, error) {
@@ -268,25 +318,38 @@ func (s *DynamoDB) DeleteConnection(ctx context.Context, connectionID string) er
 	return s.deleteItems(ctx, keys)
 }
 
-func (s *DynamoDB) Subscribe(ctx context.Context, connectionID string, topics []string) error {
+func (s *DynamoDB) Subscribe(ctx context.Context, connectionID, userID string, topics []string) error {
 	topics, err := checkTopics(connectionID, topics)
 	if err != nil {
 		return err
 	}
+	if err := checkOptionalUserID(userID); err != nil {
+		return err
+	}
 	now := s.now()
 	return forEach(topics, subscribeConcurrency, func(topic string) error {
-		return s.subscribe(ctx, connectionID, topic, now)
+		return s.subscribe(ctx, connectionID, userID, topic, now)
 	})
 }
 
 // subscribe writes one subscription. The common case, a new one, costs one
 // write; subscribing again costs two and keeps the first subscribedAt.
-func (s *DynamoDB) subscribe(ctx context.Context, connectionID, topic string, now time.Time) error {
+//
+// The user rides on the item (userId) so that CountSubscribers and
+// Subscribers read it from the topic's partition alone. A connection
+// without a user writes no userId: older emulators refuse empty strings.
+func (s *DynamoDB) subscribe(ctx context.Context, connectionID, userID, topic string, now time.Time) error {
 	key := itemKey(topicKey(topic), connKey(connectionID))
 	at, exp := expression.Name(attrSubscribedAt), expression.Name(attrExpiresAt)
 	subscribedAt, expires := expression.Value(formatTime(now)), expression.Value(expiresAt(now))
+	withUser := func(u expression.UpdateBuilder) expression.UpdateBuilder {
+		if userID == "" {
+			return u.Remove(expression.Name(attrUserID))
+		}
+		return u.Set(expression.Name(attrUserID), expression.Value(userID))
+	}
 	fresh, err := expression.NewBuilder().
-		WithUpdate(expression.Set(at, subscribedAt).Set(exp, expires)).
+		WithUpdate(withUser(expression.Set(at, subscribedAt).Set(exp, expires))).
 		// New, or expired but not yet deleted by DynamoDB: start afresh.
 		WithCondition(expression.AttributeNotExists(exp).Or(exp.LessThanEqual(expression.Value(now.Unix())))).
 		Build()
@@ -308,7 +371,7 @@ func (s *DynamoDB) subscribe(ctx context.Context, connectionID, topic string, no
 	// Live already: push the expiry out. if_not_exists covers an
 	// Unsubscribe that deleted the item since the first write.
 	refresh, err := expression.NewBuilder().
-		WithUpdate(expression.Set(at, expression.IfNotExists(at, subscribedAt)).Set(exp, expires)).
+		WithUpdate(withUser(expression.Set(at, expression.IfNotExists(at, subscribedAt)).Set(exp, expires))).
 		Build()
 	if err != nil {
 		return err
@@ -348,7 +411,7 @@ func (s *DynamoDB) Subscribers(ctx context.Context, topic string, limit int, pag
 		WithKeyCondition(expression.Key(attrPK).Equal(expression.Value(topicKey(topic))).
 			And(expression.Key(attrSK).GreaterThan(expression.Value(connKey(after))))).
 		WithFilter(unexpired(s.now())).
-		WithProjection(expression.NamesList(expression.Name(attrSK), expression.Name(attrSubscribedAt))).
+		WithProjection(expression.NamesList(expression.Name(attrSK), expression.Name(attrSubscribedAt), expression.Name(attrUserID))).
 		Build()
 	if err != nil {
 		return Page{}, err
@@ -375,7 +438,7 @@ func (s *DynamoDB) Subscribers(ctx context.Context, topic string, limit int, pag
 		}
 		for _, item := range items {
 			id := strings.TrimPrefix(item.SK, connPrefix)
-			subs = append(subs, Subscription{ConnectionID: id, Topic: topic, SubscribedAt: item.SubscribedAt})
+			subs = append(subs, Subscription{ConnectionID: id, Topic: topic, UserID: item.UserID, SubscribedAt: item.SubscribedAt})
 		}
 		if len(subs) > limit || out.LastEvaluatedKey == nil {
 			break
@@ -391,7 +454,114 @@ func (s *DynamoDB) Subscribers(ctx context.Context, topic string, limit int, pag
 	}, nil
 }
 
-// Topics reads the byConnection index, which is eventually consistent.
+// CountSubscribers pages through the topic's partition, projected to the
+// user alone, with expired items filtered out by DynamoDB. The filter and
+// the projection save only transfer: DynamoDB still reads, and charges
+// for, every item of the partition, as Select COUNT would too, so a count
+// costs what listing the subscribers does, less the bytes sent back. It
+// reads consistently, as Subscribers does, so a subscriber acked a moment
+// ago is counted.
+func (s *DynamoDB) CountSubscribers(ctx context.Context, topic string) (connections, users int, err error) {
+	if err := checkTopic(topic); err != nil {
+		return 0, 0, err
+	}
+	expr, err := expression.NewBuilder().
+		WithKeyCondition(expression.Key(attrPK).Equal(expression.Value(topicKey(topic)))).
+		WithFilter(unexpired(s.now())).
+		WithProjection(expression.NamesList(expression.Name(attrUserID))).
+		Build()
+	if err != nil {
+		return 0, 0, err
+	}
+	pages := dynamodb.NewQueryPaginator(s.db, &dynamodb.QueryInput{
+		TableName:                 &s.table,
+		ConsistentRead:            aws.Bool(true),
+		Limit:                     aws.Int32(maxQueryLimit),
+		KeyConditionExpression:    expr.KeyCondition(),
+		FilterExpression:          expr.Filter(),
+		ProjectionExpression:      expr.Projection(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+	})
+	seen := make(map[string]struct{})
+	for pages.HasMorePages() {
+		page, err := pages.NextPage(ctx)
+		if err != nil {
+			return 0, 0, dynamoError(err)
+		}
+		var items []subscriptionItem
+		if err := attributevalue.UnmarshalListOfMaps(page.Items, &items); err != nil {
+			return 0, 0, fmt.Errorf("dynamodb items of topic %q: %w", topic, err)
+		}
+		// Each item left after the filter is one live subscription, even
+		// one projected to nothing (no user).
+		connections += len(items)
+		for _, item := range items {
+			if item.UserID != "" {
+				seen[item.UserID] = struct{}{}
+			}
+		}
+	}
+	return connections, len(seen), nil
+}
+
+// UserConnections queries the user's partition (user#<user>), one
+// membership item per connection, ordered by connection id. As in
+// Subscribers, expired items are filtered after Limit applies, so it goes
+// on until it has one more than the page or the partition ends.
+func (s *DynamoDB) UserConnections(ctx context.Context, userID string, limit int, pageToken string) (ConnectionPage, error) {
+	after, err := checkUserConnectionsArgs(userID, limit, pageToken)
+	if err != nil {
+		return ConnectionPage{}, err
+	}
+	expr, err := expression.NewBuilder().
+		WithKeyCondition(expression.Key(attrPK).Equal(expression.Value(userKey(userID))).
+			And(expression.Key(attrSK).GreaterThan(expression.Value(connKey(after))))).
+		WithFilter(unexpired(s.now())).
+		WithProjection(expression.NamesList(expression.Name(attrSK))).
+		Build()
+	if err != nil {
+		return ConnectionPage{}, err
+	}
+	in := &dynamodb.QueryInput{
+		TableName:                 &s.table,
+		ConsistentRead:            aws.Bool(true), // a connection opened a moment ago is reached
+		KeyConditionExpression:    expr.KeyCondition(),
+		FilterExpression:          expr.Filter(),
+		ProjectionExpression:      expr.Projection(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+	}
+	var ids []string
+	for {
+		in.Limit = aws.Int32(int32(min(limit-len(ids), maxQueryLimit-1) + 1))
+		out, err := s.db.Query(ctx, in)
+		if err != nil {
+			return ConnectionPage{}, dynamoError(err)
+		}
+		var items []itemKeys
+		if err := attributevalue.UnmarshalListOfMaps(out.Items, &items); err != nil {
+			return ConnectionPage{}, fmt.Errorf("dynamodb items of user %q: %w", userID, err)
+		}
+		for _, item := range items {
+			ids = append(ids, strings.TrimPrefix(item.SK, connPrefix))
+		}
+		if len(ids) > limit || out.LastEvaluatedKey == nil {
+			break
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
+	if len(ids) <= limit {
+		return ConnectionPage{ConnectionIDs: ids}, nil
+	}
+	return ConnectionPage{ConnectionIDs: ids[:limit], NextToken: encodeUserPageToken(userID, ids[limit-1])}, nil
+}
+
+// Topics reads the byConnection index, which is eventually consistent. The
+// connection's partition of the index also holds its own item (conn#) and
+// its membership (user#): the key condition keeps topic# items alone, and
+// no topic can make another kind of key, since every topic's key starts
+// with topic#.
 func (s *DynamoDB) Topics(ctx context.Context, connectionID string) ([]string, error) {
 	if err := checkConnectionID(connectionID); err != nil {
 		return nil, err
@@ -536,6 +706,15 @@ type connectionItem struct {
 type subscriptionItem struct {
 	itemKeys
 	SubscribedAt time.Time `dynamodbav:"subscribedAt"`
+	UserID       string    `dynamodbav:"userId,omitempty"`
+}
+
+// membershipItem makes a connection one of its user's: the user's
+// partition lists them, and its sk (the connection's) puts it in the
+// connection's partition of byConnection, for DeleteConnection to find.
+type membershipItem struct {
+	itemKeys
+	ExpiresAt int64 `dynamodbav:"expiresAt"` // the connection's
 }
 
 // encodeItem stores times as formatTime writes them, and a zero time as no

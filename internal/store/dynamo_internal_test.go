@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -149,7 +150,7 @@ func TestExpiredItemsAreFilteredOnRead(t *testing.T) {
 	if err := s.PutConnection(ctx, Connection{ID: "c1", ConnectedAt: now}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Subscribe(ctx, "c1", []string{"a"}); err != nil {
+	if err := s.Subscribe(ctx, "c1", "", []string{"a"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -258,20 +259,25 @@ func TestBatchWriteRetriesUnprocessedItems(t *testing.T) {
 	}
 }
 
-// itemDB records the items PutItem is given.
+// itemDB records the items PutItem is given, which PutConnection sends
+// concurrently.
 type itemDB struct {
 	dynamoAPI // nil: the store may call only PutItem here
+	mu        sync.Mutex
 	items     []map[string]types.AttributeValue
 }
 
 func (db *itemDB) PutItem(_ context.Context, in *dynamodb.PutItemInput, _ ...func(*dynamodb.Options)) (*dynamodb.PutItemOutput, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
 	db.items = append(db.items, in.Item)
 	return &dynamodb.PutItemOutput{}, nil
 }
 
-// TestConnectionItemLayout pins a connection's item attribute by attribute:
-// the table outlives any version of the code, and items written by one must
-// read the same in the next.
+// TestConnectionItemLayout pins a connection's items attribute by
+// attribute: the table outlives any version of the code, and items written
+// by one must read the same in the next. A connection with a user also
+// writes its membership in the user's partition.
 func TestConnectionItemLayout(t *testing.T) {
 	t.Parallel()
 	now := time.Date(2026, 1, 2, 3, 4, 5, 600, time.FixedZone("CET", 3600))
@@ -280,30 +286,38 @@ func TestConnectionItemLayout(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		conn Connection
-		want map[string]types.AttributeValue
+		want []map[string]types.AttributeValue
 	}{
 		{"every attribute", Connection{ID: "c1", ConnectedAt: now, Subject: "u", SourceIP: "192.0.2.1", UserAgent: "ua", AllowedTopics: []string{"a", "b*"}},
-			map[string]types.AttributeValue{
+			[]map[string]types.AttributeValue{{
 				"pk": s("conn#c1"), "sk": s("conn#c1"), "expiresAt": exp,
 				"connectedAt": s("2026-01-02T02:04:05.0000006Z"),
 				"subject":     s("u"), "sourceIp": s("192.0.2.1"), "userAgent": s("ua"),
 				"allowedTopics": &types.AttributeValueMemberL{Value: []types.AttributeValue{s("a"), s("b*")}},
-			}},
+			}, {
+				// The membership: found by the user's partition, and by
+				// the connection's sk in byConnection.
+				"pk": s("user#u"), "sk": s("conn#c1"), "expiresAt": exp,
+			}}},
 		{"empty values left out, no topic allowed", Connection{ID: "c2", AllowedTopics: []string{}},
-			map[string]types.AttributeValue{
+			[]map[string]types.AttributeValue{{
 				"pk": s("conn#c2"), "sk": s("conn#c2"), "expiresAt": exp,
 				"allowedTopics": &types.AttributeValueMemberL{Value: []types.AttributeValue{}},
-			}},
+			}}},
 		{"any topic allowed", Connection{ID: "c3"},
-			map[string]types.AttributeValue{"pk": s("conn#c3"), "sk": s("conn#c3"), "expiresAt": exp}},
+			[]map[string]types.AttributeValue{{"pk": s("conn#c3"), "sk": s("conn#c3"), "expiresAt": exp}}},
 	} {
 		db := &itemDB{}
 		st := &DynamoDB{db: db, table: "t", now: func() time.Time { return now }}
 		if err := st.PutConnection(t.Context(), tc.conn); err != nil {
 			t.Fatal(err)
 		}
-		if got := db.items[0]; !reflect.DeepEqual(got, tc.want) {
-			t.Errorf("%s: item\n%#v\nwant\n%#v", tc.name, got, tc.want)
+		// The puts are concurrent: order the items as want does.
+		slices.SortFunc(db.items, func(a, b map[string]types.AttributeValue) int {
+			return strings.Compare(a["pk"].(*types.AttributeValueMemberS).Value, b["pk"].(*types.AttributeValueMemberS).Value)
+		})
+		if !reflect.DeepEqual(db.items, tc.want) {
+			t.Errorf("%s: items\n%#v\nwant\n%#v", tc.name, db.items, tc.want)
 		}
 	}
 }

@@ -59,7 +59,7 @@ func TestEnsureTable(t *testing.T) {
 
 	table := newTable(t, client)
 	s := store.NewDynamoDB(client, table)
-	if err := s.Subscribe(ctx, "c1", []string{"a"}); err != nil {
+	if err := s.Subscribe(ctx, "c1", "", []string{"a"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := store.EnsureTable(ctx, client, table); err != nil {
@@ -94,7 +94,7 @@ var everyMethod = []struct {
 	}},
 	{"GetConnection", func(ctx context.Context, s store.Store) error { _, err := s.GetConnection(ctx, "c1"); return err }},
 	{"DeleteConnection", func(ctx context.Context, s store.Store) error { return s.DeleteConnection(ctx, "c1") }},
-	{"Subscribe", func(ctx context.Context, s store.Store) error { return s.Subscribe(ctx, "c1", []string{"b", "c"}) }},
+	{"Subscribe", func(ctx context.Context, s store.Store) error { return s.Subscribe(ctx, "c1", "", []string{"b", "c"}) }},
 	{"Unsubscribe", func(ctx context.Context, s store.Store) error { return s.Unsubscribe(ctx, "c1", []string{"a"}) }},
 	{"Subscribers", func(ctx context.Context, s store.Store) error { _, err := s.Subscribers(ctx, "a", 10, ""); return err }},
 	{"Topics", func(ctx context.Context, s store.Store) error { _, err := s.Topics(ctx, "c1"); return err }},
@@ -165,7 +165,7 @@ func TestDynamoDBOutageAndRecovery(t *testing.T) {
 	if err := s.PutConnection(ctx, store.Connection{ID: "c1", ConnectedAt: time.Now()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Subscribe(ctx, "c1", []string{"a"}); err != nil {
+	if err := s.Subscribe(ctx, "c1", "", []string{"a"}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -265,7 +265,7 @@ func callBurst(ctx context.Context, s store.Store, topic string, n int) []error 
 			case 0:
 				errs[i] = s.PutConnection(ctx, store.Connection{ID: id, ConnectedAt: time.Now()})
 			case 1:
-				errs[i] = s.Subscribe(ctx, id, []string{topic})
+				errs[i] = s.Subscribe(ctx, id, "", []string{topic})
 			case 2:
 				_, errs[i] = s.Subscribers(ctx, topic, 10, "")
 			}
@@ -292,7 +292,7 @@ func TestDynamoDBThrottling(t *testing.T) {
 		t.Fatalf("PutConnection throttled 4 times with ProvisionedThroughputExceeded: %v, want it retried", err)
 	}
 	srv.ThrottleNext(4, dynalite.Throttling)
-	if err := s.Subscribe(ctx, "c1", []string{"a"}); err != nil {
+	if err := s.Subscribe(ctx, "c1", "", []string{"a"}); err != nil {
 		t.Fatalf("Subscribe throttled 4 times with ThrottlingException: %v, want it retried", err)
 	}
 	if n := srv.Throttled(); n != 8 {

@@ -19,6 +19,7 @@ type Memory struct {
 	conns  map[string]memConnection
 	topics map[string][]memSubscription   // topic → subscriptions ordered by connection id
 	byConn map[string]map[string]struct{} // connection id → its topics
+	users  map[string][]string            // user id → its connection ids, ordered (DynamoDB's user# partition)
 
 	streams memStreams // positions, history and idempotency keys (memory_streams.go)
 }
@@ -30,6 +31,7 @@ type memConnection struct {
 
 type memSubscription struct {
 	connID  string
+	userID  string
 	at      time.Time
 	expires int64
 }
@@ -44,6 +46,7 @@ func NewMemory(opts ...Option) *Memory {
 		conns:  make(map[string]memConnection),
 		topics: make(map[string][]memSubscription),
 		byConn: make(map[string]map[string]struct{}),
+		users:  make(map[string][]string),
 		streams: memStreams{
 			counters: make(map[string]*memCounter),
 			history:  make(map[string][]memRetained),
@@ -56,11 +59,40 @@ func (m *Memory) PutConnection(_ context.Context, c Connection) error {
 	if err := checkConnectionID(c.ID); err != nil {
 		return err
 	}
+	if err := checkOptionalUserID(c.Subject); err != nil {
+		return err
+	}
 	c = cloneConnection(c)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if old, ok := m.conns[c.ID]; ok && old.conn.Subject != c.Subject {
+		m.removeMembership(old.conn.Subject, c.ID)
+	}
 	m.conns[c.ID] = memConnection{conn: c, expires: expiresAt(m.now())}
+	if c.Subject != "" {
+		ids := m.users[c.Subject]
+		if i, found := slices.BinarySearch(ids, c.ID); !found {
+			m.users[c.Subject] = slices.Insert(ids, i, c.ID)
+		}
+	}
 	return nil
+}
+
+// removeMembership drops a connection from its user's list; m.mu is held.
+func (m *Memory) removeMembership(userID, connectionID string) {
+	if userID == "" {
+		return
+	}
+	ids := m.users[userID]
+	i, found := slices.BinarySearch(ids, connectionID)
+	if !found {
+		return
+	}
+	if ids = slices.Delete(ids, i, i+1); len(ids) == 0 {
+		delete(m.users, userID)
+	} else {
+		m.users[userID] = ids
+	}
 }
 
 func (m *Memory) GetConnection(_ context.Context, connectionID string) (Connection, error) {
@@ -87,17 +119,23 @@ func (m *Memory) DeleteConnection(_ context.Context, connectionID string) error 
 		m.removeSubscription(topic, connectionID)
 	}
 	delete(m.byConn, connectionID)
+	if mc, ok := m.conns[connectionID]; ok {
+		m.removeMembership(mc.conn.Subject, connectionID)
+	}
 	delete(m.conns, connectionID)
 	return nil
 }
 
-func (m *Memory) Subscribe(_ context.Context, connectionID string, topics []string) error {
+func (m *Memory) Subscribe(_ context.Context, connectionID, userID string, topics []string) error {
 	topics, err := checkTopics(connectionID, topics)
 	if err != nil {
 		return err
 	}
+	if err := checkOptionalUserID(userID); err != nil {
+		return err
+	}
 	now := m.now()
-	sub := memSubscription{connID: connectionID, at: now.UTC(), expires: expiresAt(now)}
+	sub := memSubscription{connID: connectionID, userID: userID, at: now.UTC(), expires: expiresAt(now)}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, topic := range topics {
@@ -106,6 +144,7 @@ func (m *Memory) Subscribe(_ context.Context, connectionID string, topics []stri
 		switch {
 		case found && live(subs[i].expires, now):
 			subs[i].expires = sub.expires
+			subs[i].userID = userID // as DynamoDB's refresh sets it
 		case found: // expired: a new subscription, as in DynamoDB
 			subs[i] = sub
 		default:
@@ -173,7 +212,56 @@ func (m *Memory) Subscribers(_ context.Context, topic string, limit int, pageTok
 			page.NextToken = encodePageToken(topic, page.Subscriptions[limit-1].ConnectionID)
 			break
 		}
-		page.Subscriptions = append(page.Subscriptions, Subscription{ConnectionID: s.connID, Topic: topic, SubscribedAt: s.at})
+		page.Subscriptions = append(page.Subscriptions, Subscription{ConnectionID: s.connID, Topic: topic, UserID: s.userID, SubscribedAt: s.at})
+	}
+	return page, nil
+}
+
+func (m *Memory) CountSubscribers(_ context.Context, topic string) (connections, users int, err error) {
+	if err := checkTopic(topic); err != nil {
+		return 0, 0, err
+	}
+	now := m.now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	seen := make(map[string]struct{})
+	for _, s := range m.topics[topic] {
+		if !live(s.expires, now) {
+			continue
+		}
+		connections++
+		if s.userID != "" {
+			seen[s.userID] = struct{}{}
+		}
+	}
+	return connections, len(seen), nil
+}
+
+// UserConnections lists the user's connections whose record is live: the
+// membership expires with the connection, as the DynamoDB item does.
+func (m *Memory) UserConnections(_ context.Context, userID string, limit int, pageToken string) (ConnectionPage, error) {
+	after, err := checkUserConnectionsArgs(userID, limit, pageToken)
+	if err != nil {
+		return ConnectionPage{}, err
+	}
+	now := m.now()
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	ids := m.users[userID]
+	start, found := slices.BinarySearch(ids, after)
+	if found {
+		start++
+	}
+	var page ConnectionPage
+	for _, id := range ids[start:] {
+		if !live(m.conns[id].expires, now) {
+			continue
+		}
+		if len(page.ConnectionIDs) == limit {
+			page.NextToken = encodeUserPageToken(userID, page.ConnectionIDs[limit-1])
+			break
+		}
+		page.ConnectionIDs = append(page.ConnectionIDs, id)
 	}
 	return page, nil
 }

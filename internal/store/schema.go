@@ -13,20 +13,25 @@ import (
 // (deploy/table.json declares the same table; TestTableJSONMatchesCode keeps
 // them equal).
 //
-// One table, five kinds of item, keyed so that every read is a GetItem or
+// One table, six kinds of item, keyed so that every read is a GetItem or
 // a Query:
 //
 //	item          pk                  sk                          attributes
 //	connection    conn#<id>           conn#<id>                   connectedAt, subject, sourceIp, userAgent, allowedTopics, expiresAt
-//	subscription  topic#<topic>       conn#<id>                   subscribedAt, expiresAt
+//	subscription  topic#<topic>       conn#<id>                   subscribedAt, userId, expiresAt
+//	membership    user#<userId>       conn#<id>                   expiresAt
 //	counter       pos#<topic>         pos#<topic>                 offset, epoch, expiresAt
 //	history       hist#<topic>        hist#<topic>#<offset>       epoch, envelope, expiresAt
 //	idempotency   idem#<topic>#<key>  idem#<topic>#<key>          state, messageId, epoch, offset, expiresAt
 //
 // A topic's subscribers are one partition of the table, ordered by
-// connection id. The byConnection index swaps the keys, so one partition of
-// it holds a connection's item and all its subscriptions: what $disconnect
-// deletes and Topics lists.
+// connection id. A user's connections are one partition too (membership
+// items, written by PutConnection for a connection with a Subject), also
+// ordered by connection id. The byConnection index swaps the keys, so one
+// partition of it holds a connection's item, all its subscriptions and its
+// membership: what $disconnect deletes. Topics reads only its topic# keys.
+// A subscription carries its connection's user (userId), so a topic's
+// partition alone tells how many distinct users it reaches.
 //
 // The streams' items (streams.go) land in the byConnection index too, as
 // every item with pk and sk does: each gets an sk of its own, so none of
@@ -44,6 +49,7 @@ const (
 	attrConnectedAt   = "connectedAt"
 	attrSubscribedAt  = "subscribedAt"
 	attrSubject       = "subject"
+	attrUserID        = "userId"
 	attrSourceIP      = "sourceIp"
 	attrUserAgent     = "userAgent"
 	attrAllowedTopics = "allowedTopics"
@@ -55,6 +61,7 @@ const (
 
 	connPrefix    = "conn#"
 	topicPrefix   = "topic#"
+	userPrefix    = "user#"
 	counterPrefix = "pos#"
 	historyPrefix = "hist#"
 	idemPrefix    = "idem#"
@@ -62,6 +69,7 @@ const (
 
 func connKey(id string) string     { return connPrefix + id }
 func topicKey(topic string) string { return topicPrefix + topic }
+func userKey(userID string) string { return userPrefix + userID }
 
 func counterKey(topic string) string { return counterPrefix + topic }
 func historyPK(topic string) string  { return historyPrefix + topic }

@@ -32,8 +32,8 @@ var (
 	// ErrInvalidPageToken: a page token that this store did not issue for
 	// this topic.
 	ErrInvalidPageToken = errors.New("invalid page token")
-	// ErrInvalidArgument: an empty connection id or topic, or a page limit
-	// below 1. Nothing was written.
+	// ErrInvalidArgument: an empty connection id or topic, a user id that
+	// breaks ValidateUserID, or a page limit below 1. Nothing was written.
 	ErrInvalidArgument = errors.New("invalid argument")
 )
 
@@ -41,7 +41,9 @@ var (
 type Connection struct {
 	ID          string
 	ConnectedAt time.Time
-	// Subject is the connect token's "sub", empty when auth is off.
+	// Subject is the connect token's "sub": the connection's user, whom
+	// UserConnections finds it by. Empty when auth is off (no user);
+	// otherwise it must pass ValidateUserID.
 	Subject   string
 	SourceIP  string
 	UserAgent string
@@ -54,6 +56,8 @@ type Connection struct {
 type Subscription struct {
 	ConnectionID string
 	Topic        string
+	// UserID is the connection's user (its Subject), empty if it has none.
+	UserID       string
 	SubscribedAt time.Time
 }
 
@@ -64,27 +68,48 @@ type Page struct {
 	NextToken     string
 }
 
+// ConnectionPage is one page of a user's connection ids, ordered. NextToken
+// is empty on the last page.
+type ConnectionPage struct {
+	ConnectionIDs []string
+	NextToken     string
+}
+
 // Store is what handlers, the fan-out and the publisher need from storage.
 // Every method is safe for concurrent use.
 type Store interface {
 	Streams
 
-	// PutConnection records an open connection.
+	// PutConnection records an open connection and, when it has a Subject,
+	// makes it one of that user's connections.
 	PutConnection(ctx context.Context, c Connection) error
 	// GetConnection returns a recorded, unexpired connection or ErrNotFound.
 	GetConnection(ctx context.Context, connectionID string) (Connection, error)
-	// DeleteConnection removes a connection and all its subscriptions. It is
-	// idempotent: deleting an unknown connection is not an error.
+	// DeleteConnection removes a connection, all its subscriptions and its
+	// place among its user's connections. It is idempotent: deleting an
+	// unknown connection is not an error.
 	DeleteConnection(ctx context.Context, connectionID string) error
-	// Subscribe records the connection's interest in topics. It is
-	// idempotent: subscribing again keeps the first SubscribedAt and
-	// refreshes the expiry.
-	Subscribe(ctx context.Context, connectionID string, topics []string) error
+	// Subscribe records the connection's interest in topics, with its user
+	// (the connection's Subject; "" for none) on each subscription. The
+	// caller passes the user rather than the store reading the connection:
+	// the subscribe route has just read the connection to check its grant,
+	// and a second read per frame would only cost. It is idempotent:
+	// subscribing again keeps the first SubscribedAt and refreshes the
+	// expiry.
+	Subscribe(ctx context.Context, connectionID, userID string, topics []string) error
 	// Unsubscribe removes subscriptions; unknown ones are ignored.
 	Unsubscribe(ctx context.Context, connectionID string, topics []string) error
 	// Subscribers returns up to limit live subscriptions of topic, ordered by
 	// connection id, starting after pageToken ("" for the first page).
 	Subscribers(ctx context.Context, topic string, limit int, pageToken string) (Page, error)
+	// CountSubscribers counts a topic's live subscriptions (connections)
+	// and their distinct users; connections without a user count as
+	// connections only. It returns no subscriber list.
+	CountSubscribers(ctx context.Context, topic string) (connections, users int, err error)
+	// UserConnections returns up to limit ids of the user's live
+	// connections, ordered, starting after pageToken ("" for the first
+	// page). A token is valid only for the user it was issued for.
+	UserConnections(ctx context.Context, userID string, limit int, pageToken string) (ConnectionPage, error)
 	// Topics lists the topics a connection is subscribed to.
 	Topics(ctx context.Context, connectionID string) ([]string, error)
 	// Ping checks that the store is reachable (readiness).

@@ -192,7 +192,7 @@ func TestDynamoDBHungEndpointIsUnavailable(t *testing.T) {
 		call func(context.Context) error
 	}{
 		{"Ping", func(ctx context.Context) error { return s.Ping(ctx) }},
-		{"Subscribe", func(ctx context.Context) error { return s.Subscribe(ctx, "c1", []string{"a"}) }},
+		{"Subscribe", func(ctx context.Context) error { return s.Subscribe(ctx, "c1", "", []string{"a"}) }},
 	} {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()

@@ -74,7 +74,7 @@ func TestDrainOnSIGTERM(t *testing.T) {
 		if err := st.PutConnection(ctx, store.Connection{ID: id, ConnectedAt: time.Now()}); err != nil {
 			t.Fatal(err)
 		}
-		if err := st.Subscribe(ctx, id, []string{"big"}); err != nil {
+		if err := st.Subscribe(ctx, id, "", []string{"big"}); err != nil {
 			t.Fatal(err)
 		}
 	}

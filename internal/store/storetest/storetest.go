@@ -159,7 +159,7 @@ func testSubscribeIsIdempotent(t *testing.T, s store.Store, clock *fakeClock) {
 		}
 	}
 
-	if err := s.Subscribe(ctx, "c1", nil); err != nil {
+	if err := s.Subscribe(ctx, "c1", "", nil); err != nil {
 		t.Errorf("Subscribe(no topics) = %v, want nil", err)
 	}
 	wantTopics(t, s, "c1", "a", "b", "c")
@@ -389,9 +389,9 @@ func testBadInputStoresNothing(t *testing.T, s store.Store, _ *fakeClock) {
 		{"PutConnection with a long id", func() error { return s.PutConnection(ctx, store.Connection{ID: long}) }},
 		{"GetConnection without id", func() error { _, err := s.GetConnection(ctx, ""); return err }},
 		{"DeleteConnection without id", func() error { return s.DeleteConnection(ctx, "") }},
-		{"Subscribe without connection id", func() error { return s.Subscribe(ctx, "", []string{"a"}) }},
-		{"Subscribe with an empty topic", func() error { return s.Subscribe(ctx, "c1", []string{"a", ""}) }},
-		{"Subscribe with a long topic", func() error { return s.Subscribe(ctx, "c1", []string{"a", long}) }},
+		{"Subscribe without connection id", func() error { return s.Subscribe(ctx, "", "", []string{"a"}) }},
+		{"Subscribe with an empty topic", func() error { return s.Subscribe(ctx, "c1", "", []string{"a", ""}) }},
+		{"Subscribe with a long topic", func() error { return s.Subscribe(ctx, "c1", "", []string{"a", long}) }},
 		{"Unsubscribe without connection id", func() error { return s.Unsubscribe(ctx, "", []string{"a"}) }},
 		{"Unsubscribe with an empty topic", func() error { return s.Unsubscribe(ctx, "c1", []string{""}) }},
 		{"Subscribers without topic", func() error { _, err := s.Subscribers(ctx, "", 10, ""); return err }},
@@ -421,10 +421,10 @@ func testConcurrentSubscribes(t *testing.T, s store.Store, _ *fakeClock) {
 		id := fmt.Sprintf("w%02d", i)
 		workerIDs = append(workerIDs, id)
 		wg.Go(func() {
-			errs <- s.Subscribe(ctx, id, []string{"shared", "own-" + id})
+			errs <- s.Subscribe(ctx, id, "", []string{"shared", "own-" + id})
 		})
 		wg.Go(func() { // every worker races on the same subscription
-			errs <- s.Subscribe(ctx, "shared-conn", []string{"shared"})
+			errs <- s.Subscribe(ctx, "shared-conn", "", []string{"shared"})
 		})
 		wg.Go(func() { // and reads while others write
 			_, err := s.Subscribers(ctx, "shared", 5, "")
@@ -453,7 +453,7 @@ func testPing(t *testing.T, s store.Store, _ *fakeClock) {
 
 func mustSubscribe(t *testing.T, s store.Store, connectionID string, topics ...string) {
 	t.Helper()
-	if err := s.Subscribe(t.Context(), connectionID, topics); err != nil {
+	if err := s.Subscribe(t.Context(), connectionID, "", topics); err != nil {
 		t.Fatalf("Subscribe(%q, %q): %v", connectionID, topics, err)
 	}
 }
