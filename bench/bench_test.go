@@ -42,11 +42,15 @@ func TestScenarios(t *testing.T) {
 		run      func(context.Context, options) ([]row, error)
 		rows     int
 		want     string // in every row
+		first    string // in the first row
 	}{
-		{"aws", runAWS, 2, " 0 lost"},
-		{"cpu", runCPU, 4, " 0 lost"},
-		{"lookup", runLookup, 1, "50 items"},
-		{"memory", runMemory, 1, "KiB per connection"},
+		{"aws", runAWS, 2, " 0 lost", ""},
+		{"cpu", runCPU, 4, " 0 lost", ""},
+		{"history", runHistory, 4, " 0 lost", ""},
+		// 50 subscriptions per topic; every publish writes a position and
+		// keeps its message, and the recovering subscribe reads history.
+		{"lookup", runLookup, 4, "", "50 items"},
+		{"memory", runMemory, 1, "KiB per connection", ""},
 	} {
 		rows, err := tt.run(t.Context(), cfg)
 		if err != nil {
@@ -55,9 +59,17 @@ func TestScenarios(t *testing.T) {
 		if len(rows) != tt.rows {
 			t.Errorf("%s: %d rows, want %d: %q", tt.scenario, len(rows), tt.rows, rows)
 		}
-		for _, r := range rows {
-			if !strings.Contains(fmt.Sprint(r), tt.want) {
-				t.Errorf("%s: row %q, want %q in it", tt.scenario, r, tt.want)
+		for i, r := range rows {
+			t.Logf("%s: %q", tt.scenario, r)
+			if want := map[bool]string{true: tt.first, false: tt.want}[i == 0 && tt.first != ""]; !strings.Contains(fmt.Sprint(r), want) {
+				t.Errorf("%s: row %q, want %q in it", tt.scenario, r, want)
+			}
+		}
+		if tt.scenario == "lookup" {
+			for _, want := range []string{"NextPosition", "Retain", "Query", "GetItem"} {
+				if !strings.Contains(fmt.Sprint(rows), want) {
+					t.Errorf("lookup: rows %q name no %s", rows, want)
+				}
 			}
 		}
 	}

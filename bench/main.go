@@ -24,7 +24,7 @@ import (
 )
 
 // scenarios are the scenarios in the order they run, by the name -only takes.
-var scenarios = []string{"aws", "cpu", "lookup", "memory"}
+var scenarios = []string{"aws", "cpu", "history", "lookup", "memory"}
 
 // options say what to run; defaultOptions is `make bench`.
 type options struct {
@@ -35,7 +35,8 @@ type options struct {
 	quotaBurst int
 	awsSizes   []int
 	// cpu: topic sizes, deliveries each row aims at (messages = deliveries
-	// / size), and the size the reference publishers are compared at.
+	// / size), and the size the reference publishers are compared at;
+	// history compares its HISTORY_TTLs at that size too.
 	cpuSizes    []int
 	deliveries  int
 	compareSize int
@@ -127,7 +128,7 @@ func run(ctx context.Context, cfg options, out string) error {
 	}
 	r := newReport()
 	scenarioFuncs := map[string]func(context.Context, options) ([]row, error){
-		"aws": runAWS, "cpu": runCPU, "lookup": runLookup, "memory": runMemory,
+		"aws": runAWS, "cpu": runCPU, "history": runHistory, "lookup": runLookup, "memory": runMemory,
 	}
 	for _, s := range scenarios {
 		if !cfg.runs(s) {

@@ -45,6 +45,8 @@ type stackConfig struct {
 	// its store, which post with plain net/http and with the SDK client as
 	// NewFromConfig makes it (see references.go).
 	References bool
+	// HistoryTTL is the stack's HISTORY_TTL; empty: the default.
+	HistoryTTL string
 }
 
 // settings are the devstack's settings for c, on loopback ports, validated
@@ -53,7 +55,7 @@ func (c stackConfig) settings() (config.Config, error) {
 	env := map[string]string{
 		"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
 		"DYNAMODB_ENDPOINT": c.DynamoDB, "TABLE_NAME": c.Table,
-		"EMULATOR_LATENCY": c.Latency.String(),
+		"EMULATOR_LATENCY": c.Latency.String(), "HISTORY_TTL": c.HistoryTTL,
 	}
 	if c.Quota.Rate > 0 {
 		env["EMULATOR_QUOTA"] = strconv.FormatFloat(c.Quota.Rate, 'g', -1, 64)

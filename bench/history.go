@@ -1,0 +1,101 @@
+package main
+
+import (
+	"context"
+	"fmt"
+)
+
+// historyRounds is how many rounds the history comparison alternates its
+// stacks in (more than cpu's: the difference it looks for is small).
+const historyRounds = 4
+
+// historyStack is one stack of the history comparison: its store and
+// HISTORY_TTL.
+type historyStack struct {
+	store, ttl string
+	cfg        stackConfig
+}
+
+// runHistory is what positions and history add to a publish: the same
+// publishes at S = compareSize, no latency, no quota, to stacks that differ
+// only in HISTORY_TTL (0: a position per message, nothing kept; the
+// default, 5m: the message kept too), on the in-memory store (what they
+// cost in CPU) and on DynamoDB (dynalite: what the calls add in time).
+// The stacks run side by side and take their turns in alternating rounds,
+// so that what else the machine does weighs on each alike.
+func runHistory(ctx context.Context, cfg options) ([]row, error) {
+	endpoint, stopDB, err := startDynalite()
+	if err != nil {
+		return nil, err
+	}
+	defer stopDB()
+	size := cfg.compareSize
+	stacks := []historyStack{
+		{"memory", "0", stackConfig{HistoryTTL: "0"}},
+		{"memory", "5m", stackConfig{HistoryTTL: "5m"}},
+		{"dynalite", "0", stackConfig{HistoryTTL: "0", DynamoDB: endpoint, Table: "wsgateway-history-0"}},
+		{"dynalite", "5m", stackConfig{HistoryTTL: "5m", DynamoDB: endpoint, Table: "wsgateway-history-5m"}},
+	}
+	type running struct {
+		stack *child
+		subs  *subscribers
+		pc    *publisherClient
+	}
+	rs := make([]running, len(stacks))
+	for i, h := range stacks {
+		stack, addrs, err := startStack(h.cfg)
+		if err != nil {
+			return nil, err
+		}
+		defer stack.stop()
+		subs, err := connect(ctx, "ws://"+addrs.WS+"/", size, func(int) []string { return []string{cpuTopic(size)} })
+		if err != nil {
+			return nil, fmt.Errorf("%s, HISTORY_TTL=%s: %w", h.store, h.ttl, err)
+		}
+		defer subs.close()
+		pc, err := newPublisherClient(addrs.GRPC, "")
+		if err != nil {
+			return nil, err
+		}
+		defer pc.close()
+		rs[i] = running{stack, subs, pc}
+		progress("history: %s, HISTORY_TTL=%s: %d subscribers connected; the stack's pprof: http://%s/debug/pprof/", h.store, h.ttl, size, addrs.Control)
+	}
+
+	samples := make([]sample, len(stacks))
+	for round := range historyRounds {
+		for k := range stacks {
+			i := k
+			if round%2 == 1 { // every other round backwards: no stack always first
+				i = len(stacks) - 1 - k
+			}
+			r := rs[i]
+			if err := measureCPU(ctx, r.subs, r.stack.pid(), r.pc, size, max(1, cfg.messages(size)/historyRounds), &samples[i]); err != nil {
+				return nil, fmt.Errorf("%s, HISTORY_TTL=%s: %w", stacks[i].store, stacks[i].ttl, err)
+			}
+		}
+	}
+
+	var rows []row
+	for i := 0; i < len(stacks); i += 2 {
+		none, kept := samples[i], samples[i+1]
+		for j, s := range []sample{none, kept} {
+			h := stacks[i+j]
+			r := s.row("", size)
+			r.scenario = "history"
+			r.name = fmt.Sprintf("%s, HISTORY_TTL=%s, S=%d, M=%d", h.store, h.ttl, size, s.messages)
+			if j == 1 {
+				ratio := s.rate() / none.rate()
+				met := "met"
+				if ratio < 0.95 {
+					met = "not met"
+				}
+				r.compare = fmt.Sprintf("%.3f× the rate of HISTORY_TTL=0 (%s); RPC p50 %+.2fms; %s", ratio, met,
+					(quantile(s.rpcs, .5)-quantile(none.rpcs, .5)).Seconds()*1e3, r.compare)
+				r.target = "≥ 0.95× HISTORY_TTL=0"
+			}
+			rows = append(rows, r)
+		}
+	}
+	return rows, nil
+}
