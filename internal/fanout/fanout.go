@@ -67,10 +67,13 @@ type Result struct {
 	Duplicate bool
 }
 
-// Subscribers is what the fan-out reads subscribers from and forgets gone
-// connections in; store.Store satisfies it.
-type Subscribers interface {
+// Store is what the fan-out reads recipients from (a topic's subscribers,
+// a user's connections) and forgets closed and gone connections in;
+// store.Store satisfies it.
+type Store interface {
 	Subscribers(ctx context.Context, topic string, limit int, pageToken string) (store.Page, error)
+	UserConnections(ctx context.Context, userID string, limit int, pageToken string) (store.ConnectionPage, error)
+	GetConnection(ctx context.Context, connectionID string) (store.Connection, error)
 	DeleteConnection(ctx context.Context, connectionID string) error
 }
 
@@ -78,6 +81,12 @@ type Subscribers interface {
 // The fan-out branches on apigw's sentinel errors.
 type Poster interface {
 	PostToConnection(ctx context.Context, connectionID string, data []byte) error
+}
+
+// Closer closes one connection (DELETE @connections/{id}); *apigw.Client
+// satisfies it. A connection already gone answers apigw.ErrGone.
+type Closer interface {
+	DeleteConnection(ctx context.Context, connectionID string) error
 }
 
 // Defaults for the zero Options fields.
@@ -92,6 +101,9 @@ const (
 	DefaultBaseBackoff = 50 * time.Millisecond
 	DefaultMaxBackoff  = time.Second
 	DefaultCallTimeout = 5 * time.Second
+	// DefaultBroadcastConcurrency: enough topics at once that their store
+	// calls (position, retention, first page) overlap each other's posts.
+	DefaultBroadcastConcurrency = 16
 )
 
 // Options tune a Fanout. Zero (or negative) fields take the defaults above.
@@ -124,6 +136,13 @@ type Options struct {
 	// History. Unlike the fields above, zero is not a default: it keeps
 	// nothing (positions are still assigned).
 	HistoryTTL time.Duration
+	// Closer closes connections for Disconnect, which fails without it.
+	Closer Closer
+	// BroadcastConcurrency caps the topics of one Broadcast published at
+	// once (default DefaultBroadcastConcurrency). Their posts share the
+	// one flow whatever it is, so it bounds the goroutines and store
+	// calls of a broadcast, not its pace.
+	BroadcastConcurrency int
 }
 
 // Observer is told how publishes go, for metrics (internal/metrics
@@ -176,21 +195,27 @@ func (o Options) withDefaults() Options {
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}
+	if o.BroadcastConcurrency <= 0 {
+		o.BroadcastConcurrency = DefaultBroadcastConcurrency
+	}
 	return o
 }
 
-// Fanout publishes messages to a topic's subscribers. It is safe for
-// concurrent use; each Publish runs its own bounded pool of workers, and
-// all of them share one flow: what the management API was seen to absorb.
+// Fanout delivers messages to a topic's subscribers or a user's
+// connections, and disconnects connections. It is safe for concurrent use;
+// each call runs its own bounded pool of workers, and all of them share
+// one flow: what the management API was seen to absorb, since every call
+// spends the same account's quota.
 type Fanout struct {
-	subs   Subscribers
+	subs   Store
 	poster Poster
 	opts   Options
 	flow   *flow
 }
 
-// New returns a Fanout that reads subscribers from subs and posts with poster.
-func New(subs Subscribers, poster Poster, opts Options) *Fanout {
+// New returns a Fanout that reads recipients from subs and posts with
+// poster. Disconnect also needs Options.Closer.
+func New(subs Store, poster Poster, opts Options) *Fanout {
 	opts = opts.withDefaults()
 	return &Fanout{subs: subs, poster: poster, opts: opts, flow: newFlow(opts.Concurrency)}
 }
@@ -202,15 +227,21 @@ func validate(m Message) error {
 	if err := wsproto.ValidateTopic(m.Topic); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
-	if err := checkData(m.Data); err != nil {
+	return checkContent(m.Data, m.Attributes, m.IdempotencyKey)
+}
+
+// checkContent is validate for what every kind of message carries: its
+// data, attributes and idempotency key.
+func checkContent(data json.RawMessage, attributes map[string]string, key string) error {
+	if err := checkData(data); err != nil {
 		return err
 	}
-	if n := len(m.Attributes); n > MaxAttributes {
+	if n := len(attributes); n > MaxAttributes {
 		return fmt.Errorf("%w: %d attributes, at most %d allowed", ErrInvalid, n, MaxAttributes)
 	}
 	// Sorted, so that the same message always gets the same complaint.
-	for _, k := range slices.Sorted(maps.Keys(m.Attributes)) {
-		v := m.Attributes[k]
+	for _, k := range slices.Sorted(maps.Keys(attributes)) {
+		v := attributes[k]
 		switch {
 		case k == "":
 			return fmt.Errorf("%w: attribute key is empty", ErrInvalid)
@@ -224,7 +255,7 @@ func validate(m Message) error {
 			return fmt.Errorf("%w: attribute %q is not valid UTF-8", ErrInvalid, k)
 		}
 	}
-	return checkIdempotencyKey(m.IdempotencyKey)
+	return checkIdempotencyKey(key)
 }
 
 // checkIdempotencyKey accepts no key, or 1–128 printable ASCII characters:
@@ -280,51 +311,78 @@ func (f *Fanout) Publish(ctx context.Context, m Message) (res Result, err error)
 	if err := validate(m); err != nil {
 		return Result{}, err
 	}
-	if m.IdempotencyKey != "" && f.opts.Streams == nil {
+	return f.send(ctx, sending{
+		frame:    wsproto.Message{Topic: m.Topic, Data: m.Data, Attributes: m.Attributes},
+		stream:   m.Topic,
+		keyScope: m.Topic,
+		key:      m.IdempotencyKey,
+		to:       f.subscribersOf(m.Topic),
+		log:      f.opts.Logger.With("topic", m.Topic),
+	})
+}
+
+// sending is one message on its way: its frame, whom it goes to, and where
+// its position and idempotency key are kept. A topic's message and a
+// user's take the same path through send; only these differ.
+type sending struct {
+	// frame is the message but its id, time and position, which send
+	// gives it.
+	frame wsproto.Message
+	// stream is the topic whose next position the message takes (with
+	// Options.Streams), "" for a message outside any stream (a user's).
+	stream string
+	// keyScope is where the idempotency key is reserved: the topic, or a
+	// name no topic can have for a user's messages (userKeyScope).
+	keyScope, key string
+	to            recipients
+	log           *slog.Logger
+}
+
+// send is the one delivery path of every message (see Publish, which
+// documents it): reserve the key, take the position, retain, then post to
+// every recipient, page after page.
+func (f *Fanout) send(ctx context.Context, s sending) (res Result, err error) {
+	if s.key != "" && f.opts.Streams == nil {
 		return Result{}, errors.New("fanout: an idempotency key needs Options.Streams to remember it")
 	}
+	positioned := s.stream != "" && f.opts.Streams != nil
 	id := f.opts.NewID()
-	msg := wsproto.Message{
-		Topic:       m.Topic,
-		ID:          id,
-		Data:        m.Data,
-		Attributes:  m.Attributes,
-		PublishTime: f.opts.Now(),
-	}
+	msg := s.frame
+	msg.ID, msg.PublishTime = id, f.opts.Now()
 	// Sized with the longest position there is, before taking one: a
 	// message too large to deliver must not consume an offset (a gap
 	// every subscriber would try to recover).
 	sized, room := msg, ""
-	if f.opts.Streams != nil {
+	if positioned {
 		sized, room = wsproto.WithLongestPosition(msg), " with room for its position"
 	}
 	if err := checkEnvelope(sized, room); err != nil {
 		return Result{}, err
 	}
 
-	log := f.opts.Logger.With("topic", m.Topic, "message_id", id)
-	if m.IdempotencyKey != "" {
-		o, err := f.opts.Streams.Reserve(ctx, m.Topic, m.IdempotencyKey)
+	log := s.log.With("message_id", id)
+	if s.key != "" {
+		o, err := f.opts.Streams.Reserve(ctx, s.keyScope, s.key)
 		if errors.Is(err, store.ErrDuplicate) {
 			return Result{MessageID: o.MessageID, Position: o.Position, Duplicate: true}, nil
 		}
 		if err != nil {
 			return Result{}, streamError(ctx, "reserve the idempotency key", err)
 		}
-		log = log.With("idempotency_key", m.IdempotencyKey)
+		log = log.With("idempotency_key", s.key)
 	}
 	// posted turns true once a post may have been made; until then a
 	// failure frees the key.
 	posted := false
 	defer func() {
-		if m.IdempotencyKey != "" {
+		if s.key != "" {
 			o := store.Outcome{MessageID: res.MessageID, Position: res.Position}
-			f.settleKey(ctx, log, m, o, err == nil || posted)
+			f.settleKey(ctx, log, s.keyScope, s.key, o, err == nil || posted)
 		}
 	}()
 
-	if f.opts.Streams != nil {
-		if msg.Offset, msg.Epoch, err = f.position(ctx, m.Topic); err != nil {
+	if positioned {
+		if msg.Offset, msg.Epoch, err = f.position(ctx, s.stream); err != nil {
 			return Result{}, err
 		}
 	}
@@ -338,20 +396,20 @@ func (f *Fanout) Publish(ctx context.Context, m Message) (res Result, err error)
 		return Result{}, fmt.Errorf("fanout: envelope with epoch %q is %d bytes, over the bound of %d", msg.Epoch, len(envelope), MaxEnvelopeBytes)
 	}
 	res = Result{MessageID: id, Position: store.Position{Epoch: msg.Epoch, Offset: msg.Offset}}
-	if f.opts.Streams != nil && f.opts.HistoryTTL > 0 {
+	if positioned && f.opts.HistoryTTL > 0 {
 		r := store.Retained{Offset: msg.Offset, Envelope: envelope}
-		if err := f.opts.Streams.Retain(ctx, m.Topic, res.Position, r, f.opts.HistoryTTL); err != nil {
+		if err := f.opts.Streams.Retain(ctx, s.stream, res.Position, r, f.opts.HistoryTTL); err != nil {
 			return Result{}, streamError(ctx, "retain the message", err)
 		}
 	}
 
-	page, err := f.lookup(ctx, m.Topic, "")
+	first, err := f.lookup(ctx, s.to, "")
 	if err != nil {
-		return Result{MessageID: id, Position: res.Position}, lookupError(ctx, m.Topic, err)
+		return res, lookupError(ctx, s.to, err)
 	}
 	posted = true
-	p := &publish{Fanout: f, envelope: envelope, log: log}
-	counts, err := p.run(ctx, m.Topic, page)
+	d := &delivery{Fanout: f, envelope: envelope, log: log}
+	counts, err := d.run(ctx, s.to, first, d.deliver)
 	counts.MessageID, counts.Position = res.MessageID, res.Position
 	return counts, err
 }
@@ -388,15 +446,15 @@ func (f *Fanout) position(ctx context.Context, topic string) (uint64, string, er
 // passed, so settling is tried again (as a post is) within CallTimeout,
 // and runs even when ctx has ended. A failure is logged, not returned: the
 // publish itself is decided.
-func (f *Fanout) settleKey(ctx context.Context, log *slog.Logger, m Message, o store.Outcome, accepted bool) {
+func (f *Fanout) settleKey(ctx context.Context, log *slog.Logger, scope, key string, o store.Outcome, accepted bool) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), f.opts.CallTimeout)
 	defer cancel()
 	what, settle := "release the idempotency key", func() error {
-		return f.opts.Streams.Release(ctx, m.Topic, m.IdempotencyKey)
+		return f.opts.Streams.Release(ctx, scope, key)
 	}
 	if accepted {
 		what, settle = "record the idempotency key's outcome", func() error {
-			return f.opts.Streams.Complete(ctx, m.Topic, m.IdempotencyKey, o)
+			return f.opts.Streams.Complete(ctx, scope, key, o)
 		}
 	}
 	var err error
@@ -404,7 +462,7 @@ func (f *Fanout) settleKey(ctx context.Context, log *slog.Logger, m Message, o s
 		if err = settle(); err == nil || errors.Is(err, store.ErrInvalidArgument) {
 			break
 		}
-		if smithytime.SleepWithContext(ctx, (&publish{Fanout: f}).backoff(attempt)) != nil {
+		if smithytime.SleepWithContext(ctx, f.backoff(attempt)) != nil {
 			break
 		}
 	}
@@ -413,25 +471,27 @@ func (f *Fanout) settleKey(ctx context.Context, log *slog.Logger, m Message, o s
 	}
 }
 
-// lookup reads one page of the topic's subscribers.
-func (f *Fanout) lookup(ctx context.Context, topic, pageToken string) (store.Page, error) {
+// lookup reads one page of recipients.
+func (f *Fanout) lookup(ctx context.Context, to recipients, pageToken string) (page, error) {
 	start := time.Now()
 	defer func() { f.opts.Observer.LookupDone(time.Since(start)) }()
-	return f.subs.Subscribers(ctx, topic, f.opts.PageSize, pageToken)
+	return to.read(ctx, f.opts.PageSize, pageToken)
 }
 
-// publish is one Publish call in progress.
-type publish struct {
+// delivery is one message (or one disconnect) being posted to its
+// recipients.
+type delivery struct {
 	*Fanout
 	envelope []byte
 	log      *slog.Logger
 }
 
-// run feeds connection ids, page after page, to a pool of workers, so that
-// reading the next page overlaps posting the current one. A worker lives as
-// long as the publish and posts to one connection after another; a new one
-// starts only when every worker is busy and the flow's window has room.
-func (p *publish) run(ctx context.Context, topic string, page store.Page) (Result, error) {
+// run feeds connection ids, page after page, to a pool of workers that do
+// each to every one of them, so that reading the next page overlaps posting
+// the current one. A worker lives as long as the run and handles one
+// connection after another; a new one starts only when every worker is
+// busy and the flow's window has room.
+func (d *delivery) run(ctx context.Context, to recipients, pg page, each func(context.Context, string) outcome) (Result, error) {
 	jobs := make(chan string)
 	var (
 		wg      sync.WaitGroup
@@ -442,7 +502,7 @@ func (p *publish) run(ctx context.Context, topic string, page store.Page) (Resul
 		tallies = append(tallies, t)
 		wg.Go(func() {
 			for connID := range jobs {
-				t.add(p.deliver(ctx, connID))
+				t.add(each(ctx, connID))
 			}
 		})
 	}
@@ -451,31 +511,31 @@ func (p *publish) run(ctx context.Context, topic string, page store.Page) (Resul
 	var err error
 feed:
 	for {
-		for i, s := range page.Subscriptions {
+		for i, connID := range pg.ids {
 			select {
-			case jobs <- s.ConnectionID: // an idle worker took it
+			case jobs <- connID: // an idle worker took it
 				continue
 			default:
 			}
-			if len(tallies) < p.flow.windowSize() {
+			if len(tallies) < d.flow.windowSize() {
 				hire()
 			}
 			select {
-			case jobs <- s.ConnectionID:
+			case jobs <- connID:
 			case <-ctx.Done():
-				res.Failed += len(page.Subscriptions) - i
+				res.Failed += len(pg.ids) - i
 				break feed
 			}
 		}
-		if page.NextToken == "" {
+		if pg.next == "" {
 			break
 		}
-		page, err = p.lookup(ctx, topic, page.NextToken)
+		pg, err = d.lookup(ctx, to, pg.next)
 		if err != nil {
 			if ctx.Err() != nil {
 				err = nil // the deadline, not the store: see Publish
 			} else {
-				err = lookupError(ctx, topic, err)
+				err = lookupError(ctx, to, err)
 			}
 			break
 		}
@@ -489,7 +549,7 @@ feed:
 		res.Failed += t.Failed
 	}
 	if ctx.Err() != nil {
-		p.log.WarnContext(ctx, "fanout: publish ended by its context", "err", ctx.Err(),
+		d.log.WarnContext(ctx, "fanout: ended by its context", "err", ctx.Err(),
 			"delivered", res.Delivered, "gone", res.Gone, "failed", res.Failed)
 	}
 	return res, err
@@ -514,55 +574,72 @@ func (r *Result) add(o outcome) {
 	}
 }
 
-// deliver posts the envelope to one connection, retrying what may pass.
-// A 429 the flow has since answered by slowing down does not count against
-// MaxAttempts: it says the pace was too fast, not that the post is doomed.
-func (p *publish) deliver(ctx context.Context, connID string) outcome {
+// deliver posts the envelope to one connection. A gone connection is
+// forgotten.
+func (d *delivery) deliver(ctx context.Context, connID string) outcome {
+	err := d.call(ctx, connID, "post", d.post)
+	switch {
+	case err == nil:
+		return delivered
+	case errors.Is(err, apigw.ErrGone):
+		d.forget(ctx, connID)
+		return gone
+	}
+	return failed
+}
+
+// call makes one management call to a connection (a post, a close) under
+// the flow, retrying what may pass, and returns how it ended. A 429 the
+// flow has since answered by slowing down does not count against
+// MaxAttempts: it says the pace was too fast, not that the call is doomed.
+func (d *delivery) call(ctx context.Context, connID, what string, fn func(context.Context, string) error) error {
 	for attempt, charged := 1, 0; ; attempt++ {
-		if ctx.Err() != nil {
-			return failed
+		if err := ctx.Err(); err != nil {
+			return err
 		}
-		t, ok := p.flow.acquire(ctx)
+		t, ok := d.flow.acquire(ctx)
 		if !ok {
-			return failed
+			return ctx.Err()
 		}
-		err := p.post(ctx, connID)
-		if forgiven := p.flow.release(t, flowAnswer(ctx, err), connID); !forgiven {
+		err := d.timed(ctx, connID, fn)
+		if forgiven := d.flow.release(t, flowAnswer(ctx, err), connID); !forgiven {
 			charged++
 		}
 		switch {
-		case err == nil:
-			return delivered
-		case errors.Is(err, apigw.ErrGone):
-			p.forget(ctx, connID)
-			return gone
+		case err == nil || errors.Is(err, apigw.ErrGone):
+			return err
 		case ctx.Err() != nil:
-			return failed // counted in run's summary, not logged one by one
-		case !retryable(err) || charged >= p.opts.MaxAttempts:
-			p.log.WarnContext(ctx, "fanout: post failed", "connection_id", connID, "attempts", attempt, "err", err)
-			return failed
+			return err // counted in run's summary, not logged one by one
+		case !retryable(err) || charged >= d.opts.MaxAttempts:
+			d.log.WarnContext(ctx, "fanout: "+what+" failed", "connection_id", connID, "attempts", attempt, "err", err)
+			return err
 		}
-		p.opts.Observer.Retry()
-		if smithytime.SleepWithContext(ctx, p.backoff(attempt)) != nil {
-			return failed
+		d.opts.Observer.Retry()
+		if smithytime.SleepWithContext(ctx, d.backoff(attempt)) != nil {
+			return err
 		}
 	}
 }
 
-func (p *publish) post(ctx context.Context, connID string) error {
-	ctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
+// timed runs one management call within CallTimeout.
+func (d *delivery) timed(ctx context.Context, connID string, fn func(context.Context, string) error) error {
+	ctx, cancel := context.WithTimeout(ctx, d.opts.CallTimeout)
 	defer cancel()
-	return p.poster.PostToConnection(ctx, connID, p.envelope)
+	return fn(ctx, connID)
+}
+
+func (d *delivery) post(ctx context.Context, connID string) error {
+	return d.poster.PostToConnection(ctx, connID, d.envelope)
 }
 
 // forget deletes a gone connection and all its subscriptions, so later
 // publishes stop posting to it. A failure only costs a wasted post next
 // time: the item's TTL removes it eventually.
-func (p *publish) forget(ctx context.Context, connID string) {
-	ctx, cancel := context.WithTimeout(ctx, p.opts.CallTimeout)
+func (d *delivery) forget(ctx context.Context, connID string) {
+	ctx, cancel := context.WithTimeout(ctx, d.opts.CallTimeout)
 	defer cancel()
-	if err := p.subs.DeleteConnection(ctx, connID); err != nil {
-		p.log.WarnContext(ctx, "fanout: delete gone connection", "connection_id", connID, "err", err)
+	if err := d.subs.DeleteConnection(ctx, connID); err != nil {
+		d.log.WarnContext(ctx, "fanout: delete gone connection", "connection_id", connID, "err", err)
 	}
 }
 
@@ -588,18 +665,18 @@ func retryable(err error) bool {
 
 // backoff is "full jitter": uniform in [0, min(MaxBackoff, BaseBackoff·2^(attempt-1))),
 // which spreads the retries of many connections throttled at once.
-func (p *publish) backoff(attempt int) time.Duration {
-	ceiling := p.opts.BaseBackoff
-	for i := 1; i < attempt && ceiling < p.opts.MaxBackoff; i++ {
+func (f *Fanout) backoff(attempt int) time.Duration {
+	ceiling := f.opts.BaseBackoff
+	for i := 1; i < attempt && ceiling < f.opts.MaxBackoff; i++ {
 		ceiling *= 2
 	}
-	return rand.N(min(ceiling, p.opts.MaxBackoff))
+	return rand.N(min(ceiling, f.opts.MaxBackoff))
 }
 
 // lookupError makes a failed subscriber read one the edge can map: ctx's own
 // error if that is what ended the read, store.ErrUnavailable otherwise.
-func lookupError(ctx context.Context, topic string, err error) error {
-	return fmt.Errorf("read subscribers of %q: %w", topic, storeCause(ctx, err))
+func lookupError(ctx context.Context, to recipients, err error) error {
+	return fmt.Errorf("read %s: %w", to, storeCause(ctx, err))
 }
 
 // streamError is lookupError for the calls that number, retain and

@@ -37,6 +37,7 @@ type subs struct {
 	failRead  int   // the failRead-th read (1-based) fails with readErr; 0: none
 	readErr   error // default store.ErrUnavailable
 	deleteErr error
+	users     map[string][]string // user id → connection ids
 
 	mu      sync.Mutex
 	reads   int
@@ -87,6 +88,36 @@ func (s *subs) Subscribers(ctx context.Context, topic string, limit int, pageTok
 	return page, nil
 }
 
+// UserConnections serves s.users[userID] in one page.
+func (s *subs) UserConnections(ctx context.Context, userID string, limit int, pageToken string) (store.ConnectionPage, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reads++
+	if s.reads == s.failRead {
+		return store.ConnectionPage{}, store.ErrUnavailable
+	}
+	return store.ConnectionPage{ConnectionIDs: slices.Clone(s.users[userID])}, nil
+}
+
+// GetConnection knows the topic's subscribers and the users' connections
+// that were not deleted.
+func (s *subs) GetConnection(ctx context.Context, connectionID string) (store.Connection, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if slices.Contains(s.deleted, connectionID) {
+		return store.Connection{}, store.ErrNotFound
+	}
+	if slices.Contains(s.ids, connectionID) {
+		return store.Connection{ID: connectionID}, nil
+	}
+	for _, ids := range s.users {
+		if slices.Contains(ids, connectionID) {
+			return store.Connection{ID: connectionID}, nil
+		}
+	}
+	return store.Connection{}, store.ErrNotFound
+}
+
 func (s *subs) DeleteConnection(ctx context.Context, connectionID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -130,8 +161,12 @@ type mgmtAPI struct {
 
 	inflight, maxInflight atomic.Int32
 
+	// closeScript is script for DELETE @connections/{id} (unscripted: 204).
+	closeScript map[string][]int
+
 	mu     sync.Mutex
 	bodies map[string][][]byte
+	closes []string
 }
 
 func (a *mgmtAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -142,6 +177,10 @@ func (a *mgmtAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	id, ok := strings.CutPrefix(r.URL.Path, "/@connections/")
 	body, err := io.ReadAll(r.Body)
+	if ok && r.Method == http.MethodDelete {
+		a.close(w, id)
+		return
+	}
 	if !ok || r.Method != http.MethodPost || err != nil {
 		http.Error(w, "unexpected request", http.StatusBadRequest)
 		return
@@ -176,6 +215,39 @@ func (a *mgmtAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(status)
+}
+
+// close answers DELETE @connections/{id} by closeScript, as ServeHTTP
+// answers posts, and records it.
+func (a *mgmtAPI) close(w http.ResponseWriter, id string) {
+	a.mu.Lock()
+	a.closes = append(a.closes, id)
+	attempt := 0
+	for _, c := range a.closes {
+		if c == id {
+			attempt++
+		}
+	}
+	a.mu.Unlock()
+	status := http.StatusNoContent
+	if s := a.closeScript[id]; len(s) > 0 {
+		status = s[min(attempt, len(s))-1]
+	}
+	if t, ok := errorTypes[status]; ok {
+		w.Header().Set("x-amzn-ErrorType", t)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		io.WriteString(w, `{"message":null}`)
+		return
+	}
+	w.WriteHeader(status)
+}
+
+// closed is every DELETE @connections/{id} received, in order.
+func (a *mgmtAPI) closed() []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return slices.Clone(a.closes)
 }
 
 // attempts is how many posts each connection got.

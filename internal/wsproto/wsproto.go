@@ -28,6 +28,7 @@ const (
 	TypePong         = "pong"
 	TypeMessage      = "message"
 	TypeError        = "error"
+	TypeDisconnect   = "disconnect"
 )
 
 // Error frame codes.
@@ -190,10 +191,12 @@ type ErrorFrame struct {
 
 // Message is the envelope every subscriber of a topic receives. Offset and
 // Epoch are the message's position in its topic (see message.go); a frame
-// without a position leaves them out.
+// without a position leaves them out. A message sent to a user (users.go)
+// names the User instead of a Topic, and has no position.
 type Message struct {
 	Type        string            `json:"type"`
-	Topic       string            `json:"topic"`
+	Topic       string            `json:"topic,omitempty"`
+	User        string            `json:"user,omitempty"`
 	ID          string            `json:"id"`
 	Offset      uint64            `json:"offset,omitempty"`
 	Epoch       string            `json:"epoch,omitempty"`
