@@ -119,11 +119,13 @@ func checkPositions(topics []string, keep time.Duration) ([]string, error) {
 }
 
 // checkOutcome validates what Complete records: a duplicate publish answers
-// it, so it must be a whole answer.
+// it, so it must be a whole answer. A message outside any topic's stream
+// (one sent to a user) has no position at all; half of one is a bug.
 func checkOutcome(o Outcome) error {
 	switch {
 	case o.MessageID == "":
 		return fmt.Errorf("%w: outcome without a message id", ErrInvalidArgument)
+	case o.Position == (Position{}):
 	case o.Position.Epoch == "" || o.Position.Offset == 0:
 		return fmt.Errorf("%w: outcome without a position (epoch %q, offset %d)", ErrInvalidArgument, o.Position.Epoch, o.Position.Offset)
 	}

@@ -441,8 +441,10 @@ func testStreamsBadInputStoresNothing(t *testing.T, s store.Store, _ *fakeClock)
 		{"Reserve with a non-ASCII key", func() error { _, err := s.Reserve(ctx, "a", "clé"); return err }},
 		{"Complete without key", func() error { return s.Complete(ctx, "a", "", outcome("m", 1)) }},
 		{"Complete without message id", func() error { return s.Complete(ctx, "a", "k", outcome("", 1)) }},
-		{"Complete without position", func() error {
-			return s.Complete(ctx, "a", "k", store.Outcome{MessageID: "m"})
+		// No position at all is a message outside any stream (a user's);
+		// half of one is refused.
+		{"Complete with half a position", func() error {
+			return s.Complete(ctx, "a", "k", store.Outcome{MessageID: "m", Position: store.Position{Epoch: "e"}})
 		}},
 		{"Release without key", func() error { return s.Release(ctx, "a", "") }},
 		{"Release without topic", func() error { return s.Release(ctx, "", "k") }},
