@@ -98,6 +98,16 @@ var everyMethod = []struct {
 	{"Unsubscribe", func(ctx context.Context, s store.Store) error { return s.Unsubscribe(ctx, "c1", []string{"a"}) }},
 	{"Subscribers", func(ctx context.Context, s store.Store) error { _, err := s.Subscribers(ctx, "a", 10, ""); return err }},
 	{"Topics", func(ctx context.Context, s store.Store) error { _, err := s.Topics(ctx, "c1"); return err }},
+	// A connection with a user is two writes at once: either failing
+	// fails the call.
+	{"PutConnection with a user", func(ctx context.Context, s store.Store) error {
+		return s.PutConnection(ctx, store.Connection{ID: "c3", ConnectedAt: time.Now(), Subject: "u"})
+	}},
+	{"UserConnections", func(ctx context.Context, s store.Store) error {
+		_, err := s.UserConnections(ctx, "u", 10, "")
+		return err
+	}},
+	{"CountSubscribers", func(ctx context.Context, s store.Store) error { _, _, err := s.CountSubscribers(ctx, "a"); return err }},
 	{"Ping", func(ctx context.Context, s store.Store) error { return s.Ping(ctx) }},
 	{"NextPosition", func(ctx context.Context, s store.Store) error {
 		_, err := s.NextPosition(ctx, "a", time.Hour)

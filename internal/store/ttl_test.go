@@ -193,6 +193,11 @@ func TestDynamoDBHungEndpointIsUnavailable(t *testing.T) {
 	}{
 		{"Ping", func(ctx context.Context) error { return s.Ping(ctx) }},
 		{"Subscribe", func(ctx context.Context) error { return s.Subscribe(ctx, "c1", "", []string{"a"}) }},
+		{"PutConnection with a user", func(ctx context.Context) error {
+			return s.PutConnection(ctx, store.Connection{ID: "c1", Subject: "u"})
+		}},
+		{"UserConnections", func(ctx context.Context) error { _, err := s.UserConnections(ctx, "u", 10, ""); return err }},
+		{"CountSubscribers", func(ctx context.Context) error { _, _, err := s.CountSubscribers(ctx, "a"); return err }},
 	} {
 		t.Run(m.name, func(t *testing.T) {
 			t.Parallel()

@@ -76,6 +76,7 @@ func Run(t *testing.T, newStore NewStore) {
 		{"Ping", testPing},
 	}
 	tests = append(tests, streamTests...)
+	tests = append(tests, userTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
