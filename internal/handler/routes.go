@@ -130,7 +130,8 @@ func (r *Routes) withDeadline(ctx context.Context) (context.Context, context.Can
 // WebSocket API, which always names the connection.
 var errNoConnectionID = errors.New("event has no requestContext.connectionId")
 
-// Connect records the connection. A store failure refuses the connection
+// Connect records the connection, with the grant's subject as its user. A
+// store failure refuses the connection
 // (500): admitting a connection that no publish can find would fail
 // silently, while a refused client simply reconnects.
 func (r *Routes) Connect(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
@@ -154,6 +155,14 @@ func (r *Routes) Connect(ctx context.Context, req events.APIGatewayWebsocketProx
 		g, err := r.Authenticate(ctx, req)
 		if err != nil {
 			log.InfoContext(ctx, "connection refused", "err", err)
+			return status(http.StatusUnauthorized), nil
+		}
+		// The subject becomes the connection's user: the publisher finds
+		// it by this id, so one the store could not key, or the publisher
+		// could not be asked for, is refused here like a bad token. The
+		// error names no part of the subject: it came from the token.
+		if err := store.ValidateUserID(g.Subject); err != nil {
+			log.InfoContext(ctx, "connection refused: the token's sub is not a valid user id", "err", err)
 			return status(http.StatusUnauthorized), nil
 		}
 		c.Subject, c.AllowedTopics = g.Subject, g.Topics
@@ -212,6 +221,8 @@ func (r *Routes) Subscribe(ctx context.Context, req events.APIGatewayWebsocketPr
 		if err := r.checkSubscriptionLimit(ctx, id, topics); err != nil {
 			return nil, err
 		}
+		// Each subscription carries the connection's user, so that a
+		// topic's distinct users are counted from its subscriptions alone.
 		if err := r.Store.Subscribe(ctx, id, c.Subject, topics); err != nil {
 			return nil, err
 		}

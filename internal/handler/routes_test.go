@@ -250,6 +250,19 @@ func TestConnect(t *testing.T) {
 				UserAgent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/118.0.0.0", AllowedTopics: []string{"orders.*"}},
 		},
 		{name: "refused by auth: 401, nothing stored", auth: refuse, wantStatus: http.StatusUnauthorized},
+		// A sub the publisher could not address as a user is refused like
+		// a bad token, and nothing is stored.
+		{name: "sub too long: 401", auth: grantSubject(strings.Repeat("u", store.MaxUserIDLen+1)), wantStatus: http.StatusUnauthorized},
+		{name: "sub with a control character: 401", auth: grantSubject("alice\r\n"), wantStatus: http.StatusUnauthorized},
+		{name: "sub not UTF-8: 401", auth: grantSubject("al\xffice"), wantStatus: http.StatusUnauthorized},
+		{name: "empty sub: 401", auth: grantSubject(""), wantStatus: http.StatusUnauthorized},
+		{
+			name:       "longest sub is a user",
+			auth:       grantSubject(strings.Repeat("u", store.MaxUserIDLen)),
+			wantStatus: http.StatusOK,
+			want: &store.Connection{ID: connID, ConnectedAt: connectedAt, Subject: strings.Repeat("u", store.MaxUserIDLen), SourceIP: "49.105.91.154",
+				UserAgent: "Mozilla/5.0 (X11; Linux x86_64) Chrome/118.0.0.0", AllowedTopics: []string{}},
+		},
 		{name: "store unavailable: 500, client retries", failing: []string{"PutConnection"}, wantStatus: http.StatusInternalServerError},
 		{
 			name:       "no connection id: not from API Gateway",
@@ -278,6 +291,24 @@ func TestConnect(t *testing.T) {
 				t.Errorf("status = %d, want %d", resp.StatusCode, tt.wantStatus)
 			}
 			got, err := mem.GetConnection(context.Background(), connID)
+			// The connection is its user's (if it has one), and only then.
+			var wantUser []string
+			if tt.want != nil && tt.want.Subject != "" {
+				wantUser = []string{connID}
+			}
+			for _, user := range []string{"user-7", strings.Repeat("u", store.MaxUserIDLen)} {
+				page, err := mem.UserConnections(context.Background(), user, 10, "")
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := wantUser
+				if tt.want == nil || tt.want.Subject != user {
+					want = nil
+				}
+				if !slices.Equal(page.ConnectionIDs, want) {
+					t.Errorf("UserConnections(%.10q) = %q, want %q", user, page.ConnectionIDs, want)
+				}
+			}
 			if tt.want == nil {
 				if !errors.Is(err, store.ErrNotFound) {
 					t.Errorf("stored %+v (err %v), want nothing stored", got, err)
@@ -298,6 +329,75 @@ func TestConnect(t *testing.T) {
 				t.Errorf("stored %+v\nwant   %+v", got, *tt.want)
 			}
 		})
+	}
+}
+
+// grantSubject admits every connection as sub, to no topic.
+func grantSubject(sub string) func(context.Context, events.APIGatewayWebsocketProxyRequest) (Grant, error) {
+	return func(context.Context, events.APIGatewayWebsocketProxyRequest) (Grant, error) {
+		return Grant{Subject: sub, Topics: []string{}}, nil
+	}
+}
+
+// A user's connection, through the routes: $connect makes it the user's,
+// subscribe puts the user on its subscriptions (so a topic counts its
+// users), and $disconnect takes it from the user.
+func TestRoutesRecordTheUser(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	mem := store.NewMemory()
+	r := NewRoutes(mem, discard())
+	r.Authenticate = func(_ context.Context, req events.APIGatewayWebsocketProxyRequest) (Grant, error) {
+		return Grant{Subject: req.QueryStringParameters["token"], Topics: []string{"news"}}, nil
+	}
+	connect := func(id, user string) {
+		t.Helper()
+		ev := decodeEvent(t, connectEvent)
+		ev.RequestContext.ConnectionID = id
+		ev.QueryStringParameters = map[string]string{"token": user}
+		if resp, err := r.Connect(ctx, ev); err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("connect %s as %s: %d, %v", id, user, resp.StatusCode, err)
+		}
+		sub := message(t, "subscribe", `{"action":"subscribe","topic":"news"}`)
+		sub.RequestContext.ConnectionID = id
+		resp, err := r.Subscribe(ctx, sub)
+		if f := answered(t, resp, err); f.Type != "subscribed" {
+			t.Fatalf("subscribe %s: %+v", id, f)
+		}
+	}
+	connect("a1", "alice")
+	connect("a2", "alice")
+	connect("b1", "bob")
+
+	page, err := mem.UserConnections(ctx, "alice", 10, "")
+	if err != nil || !slices.Equal(page.ConnectionIDs, []string{"a1", "a2"}) {
+		t.Errorf("UserConnections(alice) = %+v, %v; want a1, a2", page, err)
+	}
+	subs, err := mem.Subscribers(ctx, "news", 10, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var users []string
+	for _, s := range subs.Subscriptions {
+		users = append(users, s.ConnectionID+"="+s.UserID)
+	}
+	if want := []string{"a1=alice", "a2=alice", "b1=bob"}; !slices.Equal(users, want) {
+		t.Errorf("Subscribers(news) users %q, want %q", users, want)
+	}
+	if conns, n, err := mem.CountSubscribers(ctx, "news"); err != nil || conns != 3 || n != 2 {
+		t.Errorf("CountSubscribers(news) = %d, %d, %v; want 3 connections of 2 users", conns, n, err)
+	}
+
+	ev := decodeEvent(t, disconnectEvent)
+	ev.RequestContext.ConnectionID = "a1"
+	if resp, err := r.Disconnect(ctx, ev); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("disconnect a1: %d, %v", resp.StatusCode, err)
+	}
+	if page, err := mem.UserConnections(ctx, "alice", 10, ""); err != nil || !slices.Equal(page.ConnectionIDs, []string{"a2"}) {
+		t.Errorf("after a1 disconnected: UserConnections(alice) = %+v, %v; want a2", page, err)
+	}
+	if conns, n, err := mem.CountSubscribers(ctx, "news"); err != nil || conns != 2 || n != 2 {
+		t.Errorf("after a1 disconnected: CountSubscribers(news) = %d, %d, %v; want 2 connections of 2 users", conns, n, err)
 	}
 }
 
