@@ -109,16 +109,29 @@ func TestAWSCalls(t *testing.T) {
 	}
 	// What a test arranges beforehand is no function's call.
 	setup := store.NewDynamoDB(setupClient, table)
-	connect := func(id string, allowed []string, topics ...string) {
+	connectAs := func(id, user string, allowed []string, topics ...string) {
 		t.Helper()
-		if err := setup.PutConnection(ctx, store.Connection{ID: id, ConnectedAt: time.Now(), AllowedTopics: allowed}); err != nil {
+		if err := setup.PutConnection(ctx, store.Connection{ID: id, ConnectedAt: time.Now(), Subject: user, AllowedTopics: allowed}); err != nil {
 			t.Fatal(err)
 		}
 		if len(topics) > 0 {
-			if err := setup.Subscribe(ctx, id, "", topics); err != nil {
+			if err := setup.Subscribe(ctx, id, user, topics); err != nil {
 				t.Fatal(err)
 			}
 		}
+	}
+	connect := func(id string, allowed []string, topics ...string) {
+		t.Helper()
+		connectAs(id, "", allowed, topics...)
+	}
+	// userConnections is what the store lists of user's connections.
+	userConnections := func(user string) []string {
+		t.Helper()
+		page, err := setup.UserConnections(ctx, user, 10, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return page.ConnectionIDs
 	}
 	newPrincipal := func() principal {
 		p := principal{cfg: cfg.Copy(), rec: dynalite.NewRecorder()}
@@ -178,6 +191,25 @@ func TestAWSCalls(t *testing.T) {
 		if resp, err := r.Connect(ctx, ev); err != nil || resp.StatusCode != http.StatusOK {
 			t.Errorf("connect: %d, %v", resp.StatusCode, err)
 		}
+		// A connection with a user: its item and its membership in the
+		// user's partition.
+		r.Authenticate = func(context.Context, events.APIGatewayWebsocketProxyRequest) (Grant, error) {
+			return Grant{Subject: "connect-user", Topics: []string{"a"}}, nil
+		}
+		ev.RequestContext.ConnectionID = "connect-3"
+		if resp, err := r.Connect(ctx, ev); err != nil || resp.StatusCode != http.StatusOK {
+			t.Errorf("connect with a user: %d, %v", resp.StatusCode, err)
+		}
+		if got := userConnections("connect-user"); !slices.Equal(got, []string{"connect-3"}) {
+			t.Errorf("after connect with a user: the user's connections %q, want connect-3", got)
+		}
+		r.Authenticate = func(context.Context, events.APIGatewayWebsocketProxyRequest) (Grant, error) {
+			return Grant{Subject: "bad\nuser"}, nil
+		}
+		ev.RequestContext.ConnectionID = "connect-4"
+		if resp, _ := r.Connect(ctx, ev); resp.StatusCode != http.StatusUnauthorized {
+			t.Errorf("connect with a sub that is no user id: %d, want 401", resp.StatusCode)
+		}
 		r.Authenticate = func(context.Context, events.APIGatewayWebsocketProxyRequest) (Grant, error) {
 			return Grant{}, errors.New("no token")
 		}
@@ -196,6 +228,13 @@ func TestAWSCalls(t *testing.T) {
 		connect("sub-3", nil, "a", "b", "c")
 		resp, err := r.Subscribe(ctx, ws("sub-1", "subscribe", `{"action":"subscribe","topics":["a","b"]}`))
 		wantFrame("subscribe", resp, err, wsproto.TypeSubscribed, "")
+		// A user's connection puts the user on its subscriptions.
+		connectAs("sub-5", "sub-user", nil)
+		resp, err = r.Subscribe(ctx, ws("sub-5", "subscribe", `{"action":"subscribe","topics":["a"]}`))
+		wantFrame("subscribe with a user", resp, err, wsproto.TypeSubscribed, "")
+		if conns, users, err := setup.CountSubscribers(ctx, "a"); err != nil || conns != 3 || users != 1 {
+			t.Errorf("CountSubscribers(a) = %d, %d, %v; want sub-1, sub-3 and sub-5, of one user", conns, users, err)
+		}
 		resp, err = r.Subscribe(ctx, ws("sub-2", "subscribe", `{"action":"subscribe","topics":["billing"]}`))
 		wantFrame("outside the grant", resp, err, wsproto.TypeError, wsproto.CodeForbidden)
 		resp, err = r.Subscribe(ctx, ws("sub-3", "subscribe", `{"action":"subscribe","topics":["d"]}`))
@@ -258,7 +297,8 @@ func TestAWSCalls(t *testing.T) {
 		p := newPrincipal()
 		r := routes(p)
 		connect("disc-1", nil, "a", "b")
-		for _, id := range []string{"disc-1", "disc-unknown"} {
+		connectAs("disc-2", "disc-user", nil, "a")
+		for _, id := range []string{"disc-1", "disc-2", "disc-unknown"} {
 			ev := decodeEvent(t, disconnectEvent)
 			ev.RequestContext.ConnectionID = id
 			if resp, err := r.Disconnect(ctx, ev); err != nil || resp.StatusCode != http.StatusOK {
@@ -267,6 +307,9 @@ func TestAWSCalls(t *testing.T) {
 		}
 		if topics, err := setup.Topics(ctx, "disc-1"); err != nil || len(topics) != 0 {
 			t.Errorf("after disconnect: topics %q (%v), want none", topics, err)
+		}
+		if got := userConnections("disc-user"); len(got) != 0 {
+			t.Errorf("after disconnect: the user's connections %q, want none", got)
 		}
 		record("disconnect", p, nil)
 	})
