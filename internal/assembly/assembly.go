@@ -105,7 +105,8 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Gateway, error)
 	if opts.ManagementEndpoint != "" {
 		endpoint = opts.ManagementEndpoint
 	}
-	var poster fanout.Poster = apigw.New(awsCfg, endpoint)
+	client := apigw.New(awsCfg, endpoint)
+	var poster fanout.Poster = client
 	if opts.NewPoster != nil {
 		poster = opts.NewPoster(awsCfg, endpoint)
 	}
@@ -117,6 +118,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Gateway, error)
 		// is kept there HISTORY_TTL for recovery and History, beside the
 		// idempotency keys of publishes.
 		Streams: g.Store, HistoryTTL: cfg.HistoryTTL,
+		// Disconnect closes connections with DELETE @connections, always
+		// through the management client: a bench's other poster measures
+		// posting, not closing.
+		Closer: client,
 	})
 
 	g.routes = sync.OnceValue(func() *handler.Routes {

@@ -40,6 +40,7 @@ type edge struct {
 
 type edgeOptions struct {
 	exec        publisher.Executor // nil: a fan-out to no subscriber, keeping positions and history in the store
+	mgmt        *recordingAPI      // with exec nil: the fan-out posts to and closes connections through it
 	callTimeout time.Duration
 }
 
@@ -49,7 +50,10 @@ func startEdge(t *testing.T, o edgeOptions) *edge {
 	st := store.NewMemory()
 	log := slog.New(slog.DiscardHandler)
 	exec := o.exec
-	if exec == nil {
+	switch {
+	case exec == nil && o.mgmt != nil:
+		exec = fanout.New(st, o.mgmt, fanout.Options{Logger: log, Streams: st, HistoryTTL: time.Minute, Closer: o.mgmt})
+	case exec == nil:
 		exec = fanout.New(st, refusingPoster{}, fanout.Options{Logger: log, Streams: st, HistoryTTL: time.Minute})
 	}
 	grpcLis, httpLis := listen(t), listen(t)
@@ -396,8 +400,9 @@ func TestNumbersCarriedExactly(t *testing.T) {
 }
 
 // stallingExecutor is a fan-out whose store never answers: it returns only
-// when the call's context is done.
-type stallingExecutor struct{}
+// when the call's context is done. (Its other calls are the real fan-out's,
+// which no test of it makes.)
+type stallingExecutor struct{ *fanout.Fanout }
 
 func (stallingExecutor) Publish(ctx context.Context, _ fanout.Message) (fanout.Result, error) {
 	<-ctx.Done()

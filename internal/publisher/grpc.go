@@ -80,10 +80,27 @@ func logCalls(log *slog.Logger) grpc.UnaryServerInterceptor {
 		if t, ok := req.(interface{ GetTopic() string }); ok {
 			attrs = append(attrs, slog.String("topic", t.GetTopic()))
 		}
-		if r, ok := resp.(*wsgatewayv1.PublishResponse); ok {
+		// Whom a user call is about: the line to find when a user asks
+		// why they were signed out.
+		if u, ok := req.(interface{ GetUserId() string }); ok && u.GetUserId() != "" {
+			attrs = append(attrs, slog.String("user_id", u.GetUserId()))
+		}
+		if c, ok := req.(interface{ GetConnectionId() string }); ok && c.GetConnectionId() != "" {
+			attrs = append(attrs, slog.String("connection_id", c.GetConnectionId()))
+		}
+		switch r := resp.(type) {
+		case *wsgatewayv1.PublishResponse:
 			attrs = append(attrs, slog.Int("delivered", int(r.GetDelivered())),
 				slog.Int("gone", int(r.GetGone())), slog.Int("failed", int(r.GetFailed())),
 				slog.Uint64("offset", r.GetOffset()), slog.Bool("duplicate", r.GetDuplicate()))
+		case *wsgatewayv1.SendToUserResponse:
+			attrs = append(attrs, slog.Int("delivered", int(r.GetDelivered())),
+				slog.Int("gone", int(r.GetGone())), slog.Int("failed", int(r.GetFailed())),
+				slog.Bool("duplicate", r.GetDuplicate()))
+		case *wsgatewayv1.DisconnectResponse:
+			attrs = append(attrs, slog.Int("disconnected", int(r.GetDisconnected())))
+		case *wsgatewayv1.BroadcastResponse:
+			attrs = append(attrs, slog.Int("topics", len(r.GetResults())))
 		}
 		level := slog.LevelInfo
 		switch status.Code(err) {

@@ -27,15 +27,21 @@ const (
 	MaxHistoryLimit     = 1000
 )
 
-// Executor publishes one message; *fanout.Fanout is the implementation.
+// Executor delivers messages and disconnects connections;
+// *fanout.Fanout is the implementation, the one executor of every RPC
+// that posts.
 type Executor interface {
 	Publish(ctx context.Context, m fanout.Message) (fanout.Result, error)
+	SendToUser(ctx context.Context, m fanout.UserMessage) (fanout.Result, error)
+	Disconnect(ctx context.Context, d fanout.Disconnect) (int, error)
+	Broadcast(ctx context.Context, b fanout.Broadcast) ([]fanout.TopicResult, error)
 }
 
-// TopicReader pages through a topic's subscribers and reads its retained
-// messages; both stores implement it.
+// TopicReader pages through a topic's subscribers, counts them and reads
+// its retained messages; both stores implement it.
 type TopicReader interface {
 	Subscribers(ctx context.Context, topic string, limit int, pageToken string) (store.Page, error)
+	CountSubscribers(ctx context.Context, topic string) (connections, users int, err error)
 	History(ctx context.Context, topic string, since uint64, limit int) ([]store.Retained, store.Position, error)
 }
 
@@ -55,20 +61,11 @@ func NewService(exec Executor, topics TopicReader) *Service {
 func (s *Service) Publish(ctx context.Context, req *wsgatewayv1.PublishRequest) (*wsgatewayv1.PublishResponse, error) {
 	// An empty idempotency_key is no key: proto3 cannot tell it from an
 	// absent one, so REST's "idempotencyKey": "" means the same.
-	m := fanout.Message{Topic: req.GetTopic(), Attributes: req.GetAttributes(), IdempotencyKey: req.GetIdempotencyKey()}
-	if req.GetData() != nil {
-		// Before AsInterface, which would turn NaN into the string "NaN".
-		if err := checkValueNumbers("data", req.GetData()); err != nil {
-			return nil, toStatus(fmt.Errorf("%w: %w", errInvalidRequest, err))
-		}
-		// encoding/json, not protojson: protojson's output varies its
-		// whitespace on purpose, and this is what every browser receives.
-		data, err := json.Marshal(req.GetData().AsInterface())
-		if err != nil {
-			return nil, toStatus(fmt.Errorf("%w: data: %v", fanout.ErrInvalid, err))
-		}
-		m.Data = data
+	data, err := messageData(req.GetData())
+	if err != nil {
+		return nil, toStatus(err)
 	}
+	m := fanout.Message{Topic: req.GetTopic(), Data: data, Attributes: req.GetAttributes(), IdempotencyKey: req.GetIdempotencyKey()}
 	res, err := s.exec.Publish(ctx, m)
 	if err != nil {
 		return nil, toStatus(err)
@@ -82,6 +79,100 @@ func (s *Service) Publish(ctx context.Context, req *wsgatewayv1.PublishRequest) 
 		Epoch:     res.Position.Epoch,
 		Duplicate: res.Duplicate,
 	}, nil
+}
+
+// messageData is a request's data as the JSON browsers receive; nil when
+// the request has none, which the fan-out refuses by name.
+func messageData(v *structpb.Value) (json.RawMessage, error) {
+	if v == nil {
+		return nil, nil
+	}
+	// Before AsInterface, which would turn NaN into the string "NaN".
+	if err := checkValueNumbers("data", v); err != nil {
+		return nil, fmt.Errorf("%w: %w", errInvalidRequest, err)
+	}
+	// encoding/json, not protojson: protojson's output varies its
+	// whitespace on purpose, and this is what every browser receives.
+	data, err := json.Marshal(v.AsInterface())
+	if err != nil {
+		return nil, fmt.Errorf("%w: data: %v", fanout.ErrInvalid, err)
+	}
+	return data, nil
+}
+
+// SendToUser implements wsgateway.v1.PublisherService.
+func (s *Service) SendToUser(ctx context.Context, req *wsgatewayv1.SendToUserRequest) (*wsgatewayv1.SendToUserResponse, error) {
+	data, err := messageData(req.GetData())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	res, err := s.exec.SendToUser(ctx, fanout.UserMessage{
+		UserID: req.GetUserId(), Data: data, Attributes: req.GetAttributes(), IdempotencyKey: req.GetIdempotencyKey(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &wsgatewayv1.SendToUserResponse{
+		MessageId: res.MessageID,
+		Delivered: int32(res.Delivered),
+		Gone:      int32(res.Gone),
+		Failed:    int32(res.Failed),
+		Duplicate: res.Duplicate,
+	}, nil
+}
+
+// Disconnect implements wsgateway.v1.PublisherService.
+func (s *Service) Disconnect(ctx context.Context, req *wsgatewayv1.DisconnectRequest) (*wsgatewayv1.DisconnectResponse, error) {
+	n, err := s.exec.Disconnect(ctx, fanout.Disconnect{
+		ConnectionID: req.GetConnectionId(), UserID: req.GetUserId(), Reason: req.GetReason(), Reconnect: req.GetReconnect(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &wsgatewayv1.DisconnectResponse{Disconnected: int32(n)}, nil
+}
+
+// CountSubscribers implements wsgateway.v1.PublisherService.
+func (s *Service) CountSubscribers(ctx context.Context, req *wsgatewayv1.CountSubscribersRequest) (*wsgatewayv1.CountSubscribersResponse, error) {
+	if err := wsproto.ValidateTopic(req.GetTopic()); err != nil {
+		return nil, toStatus(fmt.Errorf("%w: %v", errInvalidRequest, err))
+	}
+	conns, users, err := s.topics.CountSubscribers(ctx, req.GetTopic())
+	if err != nil {
+		return nil, toStatus(fmt.Errorf("count subscribers of %q: %w", req.GetTopic(), err))
+	}
+	return &wsgatewayv1.CountSubscribersResponse{Connections: int32(conns), Users: int32(users)}, nil
+}
+
+// Broadcast implements wsgateway.v1.PublisherService. A topic whose publish
+// failed fails the call with its status, although the other topics' went
+// through: a retry with the same idempotency_key delivers only what is
+// missing (see fanout.Broadcast).
+func (s *Service) Broadcast(ctx context.Context, req *wsgatewayv1.BroadcastRequest) (*wsgatewayv1.BroadcastResponse, error) {
+	data, err := messageData(req.GetData())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	results, err := s.exec.Broadcast(ctx, fanout.Broadcast{
+		Topics: req.GetTopics(), Data: data, Attributes: req.GetAttributes(), IdempotencyKey: req.GetIdempotencyKey(),
+	})
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	resp := &wsgatewayv1.BroadcastResponse{Results: make([]*wsgatewayv1.BroadcastResult, len(results))}
+	for i, r := range results {
+		resp.Results[i] = &wsgatewayv1.BroadcastResult{
+			Topic:     r.Topic,
+			MessageId: r.MessageID,
+			Offset:    r.Position.Offset,
+			Epoch:     r.Position.Epoch,
+			Delivered: int32(r.Delivered),
+			Gone:      int32(r.Gone),
+			Failed:    int32(r.Failed),
+			Duplicate: r.Duplicate,
+		}
+	}
+	return resp, nil
 }
 
 // ListSubscribers implements wsgateway.v1.PublisherService.
@@ -107,6 +198,7 @@ func (s *Service) ListSubscribers(ctx context.Context, req *wsgatewayv1.ListSubs
 		resp.Subscribers = append(resp.Subscribers, &wsgatewayv1.Subscriber{
 			ConnectionId: sub.ConnectionID,
 			SubscribedAt: timestamppb.New(sub.SubscribedAt),
+			UserId:       sub.UserID,
 		})
 	}
 	return resp, nil

@@ -46,6 +46,9 @@ var statusTable = []struct {
 	{context.DeadlineExceeded, codes.DeadlineExceeded, "deadline exceeded"},
 	{context.Canceled, codes.Canceled, "canceled"},
 	{store.ErrUnavailable, codes.Unavailable, "store unavailable, retry with backoff"},
+	// The connections are still open; closing is idempotent, so the retry
+	// clients make of Unavailable on their own is safe.
+	{fanout.ErrNotClosed, codes.Unavailable, "the management API did not close every connection, retry with backoff"},
 }
 
 // toStatus converts err for the wire. Errors the caller can act on keep
