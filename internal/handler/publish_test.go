@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -39,6 +40,44 @@ func (f *fakeFanout) Publish(_ context.Context, m fanout.Message) (fanout.Result
 		return fanout.Result{}, fmt.Errorf("query subscribers: %w", store.ErrUnavailable)
 	}
 	return fanout.Result{MessageID: "id-" + m.Topic, Position: store.Position{Epoch: "ep", Offset: 7}, Delivered: 2, Gone: 1}, nil
+}
+
+// SendToUser refuses what the fan-out refuses (a bad user id), fails users
+// starting with "down", and records the send as a publish to "@<user>".
+func (f *fakeFanout) SendToUser(_ context.Context, m fanout.UserMessage) (fanout.Result, error) {
+	f.mu.Lock()
+	f.published = append(f.published, fanout.Message{Topic: "@" + m.UserID, Data: m.Data, Attributes: m.Attributes, IdempotencyKey: m.IdempotencyKey})
+	f.mu.Unlock()
+	if err := store.ValidateUserID(m.UserID); err != nil {
+		return fanout.Result{}, fmt.Errorf("%w: %v", fanout.ErrInvalid, err)
+	}
+	if strings.HasPrefix(m.UserID, "down") {
+		return fanout.Result{}, fmt.Errorf("query connections: %w", store.ErrUnavailable)
+	}
+	return fanout.Result{MessageID: "id-@" + m.UserID, Delivered: 3}, nil
+}
+
+// Broadcast refuses the whole broadcast if a topic is invalid, as the
+// fan-out does, else publishes to each topic and returns the first error.
+func (f *fakeFanout) Broadcast(ctx context.Context, b fanout.Broadcast) ([]fanout.TopicResult, error) {
+	if len(b.Topics) == 0 {
+		return nil, fmt.Errorf("%w: no topic", fanout.ErrInvalid)
+	}
+	for _, t := range b.Topics {
+		if err := wsproto.ValidateTopic(t); err != nil {
+			return nil, fmt.Errorf("%w: %v", fanout.ErrInvalid, err)
+		}
+	}
+	var results []fanout.TopicResult
+	var first error
+	for _, t := range b.Topics {
+		res, err := f.Publish(ctx, fanout.Message{Topic: t, Data: b.Data, Attributes: b.Attributes, IdempotencyKey: b.IdempotencyKey})
+		results = append(results, fanout.TopicResult{Topic: t, Result: res, Err: err})
+		if first == nil {
+			first = err
+		}
+	}
+	return results, first
 }
 
 func (f *fakeFanout) topics() []string {
@@ -469,5 +508,148 @@ func TestPublishBadKey(t *testing.T) {
 	}
 	if _, pos, _ := mem.History(context.Background(), "orders.1", 0, 10); pos.Offset != 0 {
 		t.Errorf("refused publishes left the topic at offset %d", pos.Offset)
+	}
+}
+
+// A direct invoke names one recipient: a topic, a user or many topics,
+// each answered in its own terms; a request naming two or none is refused
+// with nothing delivered.
+func TestPublishDirectShapes(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name          string
+		payload       string
+		want          string // the answer's JSON
+		wantErr       error
+		wantPublished []string
+	}{
+		{
+			name:          "send to a user",
+			payload:       `{"userId":"alice","data":{"n":1},"attributes":{"k":"v"}}`,
+			want:          `{"messageId":"id-@alice","delivered":3,"gone":0,"failed":0,"duplicate":false}`,
+			wantPublished: []string{"@alice"},
+		},
+		{
+			name:    "broadcast",
+			payload: `{"topics":["a","b"],"data":1}`,
+			want: `{"results":[{"topic":"a","messageId":"id-a","delivered":2,"gone":1,"failed":0,"offset":7,"epoch":"ep","duplicate":false},` +
+				`{"topic":"b","messageId":"id-b","delivered":2,"gone":1,"failed":0,"offset":7,"epoch":"ep","duplicate":false}]}`,
+			wantPublished: []string{"a", "b"},
+		},
+		{name: "topic and user", payload: `{"topic":"a","userId":"alice","data":1}`, wantErr: fanout.ErrInvalid},
+		{name: "user and topics", payload: `{"userId":"alice","topics":["a"],"data":1}`, wantErr: fanout.ErrInvalid},
+		{name: "no recipient", payload: `{"data":1}`, wantErr: fanout.ErrInvalid},
+		{name: "topics empty", payload: `{"topics":[],"data":1}`, wantErr: fanout.ErrInvalid},
+		{name: "an invalid topic among many", payload: `{"topics":["a","bad topic"],"data":1}`, wantErr: fanout.ErrInvalid},
+		{name: "user id too long", payload: `{"userId":"` + strings.Repeat("u", 129) + `","data":1}`, wantErr: fanout.ErrInvalid, wantPublished: []string{"@" + strings.Repeat("u", 129)}},
+		{name: "user's store unavailable", payload: `{"userId":"down-1","data":1}`, wantErr: store.ErrUnavailable, wantPublished: []string{"@down-1"}},
+		{name: "one topic's store unavailable", payload: `{"topics":["a","down.1","b"],"data":1}`, wantErr: store.ErrUnavailable, wantPublished: []string{"a", "down.1", "b"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := &fakeFanout{}
+			got, err := NewPublish(f, discard()).Handle(context.Background(), json.RawMessage(tt.payload))
+			if !errors.Is(err, tt.wantErr) || (err == nil) != (tt.wantErr == nil) {
+				t.Fatalf("err = %v, want %v", err, tt.wantErr)
+			}
+			if err == nil {
+				b, _ := json.Marshal(got)
+				if !sameJSON(t, b, []byte(tt.want)) {
+					t.Errorf("response %s, want %s", b, tt.want)
+				}
+			}
+			if topics := f.topics(); !slices.Equal(topics, tt.wantPublished) {
+				t.Errorf("published %q, want %q", topics, tt.wantPublished)
+			}
+		})
+	}
+}
+
+// From SQS, the three shapes are handled as a publish is: an invalid
+// record dropped, a store failure retried, and each keyed by its SQS
+// message id unless it carries a key.
+func TestPublishSQSShapes(t *testing.T) {
+	t.Parallel()
+	f := &fakeFanout{}
+	got, err := NewPublish(f, discard()).Handle(context.Background(), sqsEvent(t, queueARN,
+		sqsRecord{"m1", `{"userId":"alice","data":1}`},
+		sqsRecord{"m2", `{"topics":["a","b"],"data":1,"idempotencyKey":"own"}`},
+		sqsRecord{"m3", `{"userId":"alice","topic":"a","data":1}`},
+		sqsRecord{"m4", `{"userId":"down-1","data":1}`},
+		sqsRecord{"m5", `{"topics":["c","down.2"],"data":1}`},
+		sqsRecord{"m6", `{"topics":["bad topic"],"data":1}`},
+	))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var retry []string
+	for _, fail := range got.(events.SQSEventResponse).BatchItemFailures {
+		retry = append(retry, fail.ItemIdentifier)
+	}
+	if want := []string{"m4", "m5"}; !slices.Equal(retry, want) {
+		t.Errorf("batch item failures %q, want %q", retry, want)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	keys := map[string]string{}
+	for _, m := range f.published {
+		keys[m.Topic] = m.IdempotencyKey
+	}
+	want := map[string]string{"@alice": "m1", "a": "own", "b": "own", "@down-1": "m4", "c": "m5", "down.2": "m5"}
+	if !maps.Equal(keys, want) {
+		t.Errorf("published with keys %v, want %v", keys, want)
+	}
+}
+
+// The three shapes through the real fan-out and store, handled twice as
+// SQS may deliver them: each connection gets each message once, a user's
+// frame names the user and has no topic or position, and a broadcast's
+// frames carry each topic's own position.
+func TestPublishShapesThroughFanout(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	mem := store.NewMemory()
+	for _, c := range []struct{ id, user string }{{"alice-1", "alice"}, {"alice-2", "alice"}, {"bob-1", "bob"}} {
+		if err := mem.PutConnection(ctx, store.Connection{ID: c.id, Subject: c.user, ConnectedAt: time.Now()}); err != nil {
+			t.Fatal(err)
+		}
+		if err := mem.Subscribe(ctx, c.id, c.user, []string{"a", "b"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	post := &framePoster{}
+	p := NewPublish(fanout.New(mem, post, fanout.Options{Logger: discard(), Streams: mem, HistoryTTL: time.Minute}), discard())
+	batch := sqsEvent(t, queueARN,
+		sqsRecord{"m1", `{"userId":"alice","data":"hi alice"}`},
+		sqsRecord{"m2", `{"topics":["a","b"],"data":"to all"}`},
+	)
+	for range 2 {
+		got, err := p.Handle(ctx, batch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if failures := got.(events.SQSEventResponse).BatchItemFailures; len(failures) != 0 {
+			t.Fatalf("batch item failures %+v", failures)
+		}
+	}
+	post.mu.Lock()
+	defer post.mu.Unlock()
+	for id, want := range map[string]int{"alice-1": 3, "alice-2": 3, "bob-1": 2} {
+		if n := len(post.frames[id]); n != want {
+			t.Errorf("%s got %d frames, want %d", id, n, want)
+		}
+	}
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(post.frames["alice-1"][0], &m); err != nil {
+		t.Fatal(err)
+	}
+	if string(m["user"]) != `"alice"` || m["topic"] != nil || m["offset"] != nil || m["epoch"] != nil || string(m["data"]) != `"hi alice"` {
+		t.Errorf("alice's frame %s, want one naming the user, without topic or position", post.frames["alice-1"][0])
+	}
+	for _, topic := range []string{"a", "b"} {
+		if _, pos, _ := mem.History(ctx, topic, 0, 10); pos.Offset != 1 {
+			t.Errorf("%s at offset %d, want 1: the redelivered broadcast is a duplicate", topic, pos.Offset)
+		}
 	}
 }
