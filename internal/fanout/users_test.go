@@ -353,3 +353,67 @@ func TestDisconnectRefusesBadInput(t *testing.T) {
 		})
 	}
 }
+
+// stallingStore is a memory store whose reads of users' connections and
+// topics' subscribers never answer before the caller gives up.
+type stallingStore struct{ *store.Memory }
+
+func (stallingStore) UserConnections(ctx context.Context, _ string, _ int, _ string) (store.ConnectionPage, error) {
+	<-ctx.Done()
+	return store.ConnectionPage{}, ctx.Err()
+}
+
+func (stallingStore) Subscribers(ctx context.Context, _ string, _ int, _ string) (store.Page, error) {
+	<-ctx.Done()
+	return store.Page{}, ctx.Err()
+}
+
+// A store that stalls holds no call past its caller's deadline: a send, a
+// disconnect and a broadcast each end with the deadline, having posted and
+// closed nothing, and a send's key is freed for the retry.
+func TestUserCallsWithAStalledStore(t *testing.T) {
+	t.Parallel()
+	mem := memUsers(t, "orders")
+	api := &mgmtAPI{}
+	opts := testOptions()
+	opts.Streams = mem
+	poster := newPoster(t, api)
+	opts.Closer = poster
+	f := fanout.New(stallingStore{mem}, poster, opts)
+
+	calls := map[string]func(context.Context) error{
+		"SendToUser": func(ctx context.Context) error {
+			_, err := f.SendToUser(ctx, fanout.UserMessage{UserID: "alice", Data: json.RawMessage(`1`), IdempotencyKey: "k"})
+			return err
+		},
+		"Disconnect": func(ctx context.Context) error {
+			_, err := f.Disconnect(ctx, fanout.Disconnect{UserID: "alice"})
+			return err
+		},
+		"Broadcast": func(ctx context.Context) error {
+			_, err := f.Broadcast(ctx, fanout.Broadcast{Topics: []string{"orders", "other"}, Data: json.RawMessage(`1`)})
+			return err
+		},
+	}
+	for name, call := range calls {
+		ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+		start := time.Now()
+		err := call(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 2*time.Second {
+			t.Errorf("%s = %v after %v, want DeadlineExceeded at the deadline", name, err, time.Since(start))
+		}
+	}
+	if api.posts() != 0 || len(api.closed()) != 0 {
+		t.Errorf("%d posts, %d closes with the store stalled", api.posts(), len(api.closed()))
+	}
+	// The key was released: with the store back, the send goes through
+	// at once rather than waiting out the idempotency window.
+	g := fanout.New(mem, poster, opts)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	res, err := g.SendToUser(ctx, fanout.UserMessage{UserID: "alice", Data: json.RawMessage(`1`), IdempotencyKey: "k"})
+	if err != nil || res.Duplicate || res.Delivered != 3 {
+		t.Errorf("retry = %+v, %v; want 3 delivered", res, err)
+	}
+}
