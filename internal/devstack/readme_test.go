@@ -90,6 +90,78 @@ func TestReadmePublishExamples(t *testing.T) {
 	}
 }
 
+// TestReadmeUserExamples runs docs/publishing.md's curl block for users,
+// broadcasts and disconnects as written, against a devstack with connect
+// tokens on and a browser connected as alice to demo and news, and checks
+// each answer and every frame the browser gets, down to the close.
+func TestReadmeUserExamples(t *testing.T) {
+	t.Parallel()
+	text, err := os.ReadFile(filepath.Join(repoRoot, "docs/publishing.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := readmeBlocks(text)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code := readmeBlock(t, blocks, "curl-users")
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatalf("the example needs curl: %v", err)
+	}
+	e := start(t, map[string]string{
+		"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+		"CONNECT_TOKEN_SECRET": testSecret,
+	})
+	alice := e.dialAs(t, "alice", "news", "demo")
+	local := strings.NewReplacer("127.0.0.1:8081", e.stack.HTTPAddr).Replace(code)
+	if local == code {
+		t.Fatalf("the example does not name 127.0.0.1:8081:\n%s", code)
+	}
+	out := shell(t, t.TempDir(), local)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the example as run:\n%s\nprinted:\n%s", local, out)
+		}
+	})
+
+	// The four answers, one JSON object each, in order.
+	var (
+		sent struct {
+			MessageID string `json:"messageId"`
+			Delivered int    `json:"delivered"`
+		}
+		count     struct{ Connections, Users int }
+		broadcast struct {
+			Results []struct{ Topic, MessageID string } `json:"results"`
+		}
+		disconnected struct{ Disconnected int }
+	)
+	dec := json.NewDecoder(strings.NewReader(out))
+	for _, v := range []any{&sent, &count, &broadcast, &disconnected} {
+		if err := dec.Decode(v); err != nil {
+			t.Fatalf("the example's answers: %v", err)
+		}
+	}
+	if sent.Delivered != 1 || count.Connections != 1 || count.Users != 1 || len(broadcast.Results) != 2 || disconnected.Disconnected != 1 {
+		t.Fatalf("answers %+v %+v %+v %+v: want 1 delivered, 1 connection of 1 user, 2 results, 1 disconnected", sent, count, broadcast, disconnected)
+	}
+	alice.expectUserMessage(t, "alice", sent.MessageID, `{"hello":"alice"}`)
+	got := map[string]string{}
+	for range 2 {
+		var m struct{ Topic, ID string }
+		if err := json.Unmarshal(alice.nextRaw(t), &m); err != nil {
+			t.Fatal(err)
+		}
+		got[m.Topic] = m.ID
+	}
+	for _, r := range broadcast.Results {
+		if got[r.Topic] != r.MessageID {
+			t.Errorf("the browser got %v, want message %s of %s", got, r.MessageID, r.Topic)
+		}
+	}
+	alice.expectClosedAfter(t, `{"type":"disconnect","reason":"signed out","reconnect":false}`)
+}
+
 // readmeFence is a marker comment and the fenced code block right after it.
 var readmeFence = regexp.MustCompile("(?s)<!-- readme-test: ([a-z-]+) -->\n```[a-z]*\n(.*?\n)```\n")
 
