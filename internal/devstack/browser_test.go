@@ -22,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/wsgateway/wsgateway/internal/apigw"
+	"github.com/wsgateway/wsgateway/internal/auth"
 	"github.com/wsgateway/wsgateway/internal/config"
 	"github.com/wsgateway/wsgateway/internal/poll"
 	"github.com/wsgateway/wsgateway/web"
@@ -39,6 +40,137 @@ func TestBrowser(t *testing.T) {
 	t.Run("publisher auth", func(t *testing.T) { testAPIKeyField(t, browser) })
 	t.Run("recovers what was published while away", func(t *testing.T) { testRecovery(t, browser, true) })
 	t.Run("says what it could not recover", func(t *testing.T) { testRecovery(t, browser, false) })
+	t.Run("subscriber count and user messages", func(t *testing.T) { testCountAndUser(t, browser) })
+	t.Run("disconnected by the server", func(t *testing.T) { testServerDisconnect(t, browser) })
+}
+
+// testCountAndUser opens two pages of one user on a stack that enforces
+// connect tokens and API keys: each page shows the topic's connections and
+// distinct users (once its API key field has a key), follows an
+// unsubscribe, and shows a message sent to its user as such: the counts
+// tell connections from users only because both pages are alice's.
+func testCountAndUser(t *testing.T, browser context.Context) {
+	e := start(t, map[string]string{
+		"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+		"CONNECT_TOKEN_SECRET": testSecret, "API_KEYS": "page-key",
+	})
+	const topic = "orders.eu"
+	tokens := auth.NewTokens(testSecret, time.Now)
+	var pages []*page
+	for range 2 {
+		tok, err := tokens.Mint("alice", []string{topic}, time.Hour, time.Now())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := openPage(t, browser, e.http+"/?token="+tok)
+		p.waitText("status", "connected")
+		p.fill("topic-input", topic)
+		p.click("subscribe-button")
+		p.waitFor("the subscription shown as active", fmt.Sprintf(
+			`document.querySelector('[data-testid="subscriptions"] li[data-topic=%q] .badge.ok') !== null`, topic))
+		pages = append(pages, p)
+	}
+	a, b := pages[0], pages[1]
+
+	// Counting is a publisher call: without the key it is refused, and the page says why.
+	a.waitContains("subscriber-count", "enter an API key")
+	for _, p := range pages {
+		p.do(chromedp.SendKeys(testID("api-key-input"), "page-key"))
+		p.waitText("subscriber-count", "On "+topic+": 2 connections · 1 user")
+	}
+
+	// b lets go; both pages follow, within a refresh or two.
+	b.clickCSS(fmt.Sprintf(`[data-testid="subscriptions"] button[data-topic=%q]`, topic))
+	b.waitText("subscriber-count", "On "+topic+": 1 connection · 1 user")
+	a.waitText("subscriber-count", "On "+topic+": 1 connection · 1 user")
+
+	// A message to alice reaches both her pages, subscribed to the topic or not.
+	status, got := e.callREST(t, http.MethodPost, "/v1/users/alice:send", "page-key", `{"data":{"to":"alice"}}`)
+	if status != http.StatusOK || got["delivered"] != 2.0 {
+		t.Fatalf("send to alice = %d %v, want 200 with delivered 2: her two pages", status, got)
+	}
+	for _, p := range pages {
+		p.waitContains("message-log", "to user alice")
+		p.waitContains("message-log", `"to": "alice"`)
+		p.noExceptions()
+	}
+}
+
+// testServerDisconnect has a backend disconnect the page's connection: told
+// it may reconnect, the page comes back and resubscribes; told not to, it
+// shows the server's reason and stays away.
+func testServerDisconnect(t *testing.T, browser context.Context) {
+	e := start(t, map[string]string{"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0"})
+	// The page reaches the WebSocket API through a gate that counts its
+	// connection attempts, failed ones included.
+	gate := newGate(t, e.stack.WSAddr)
+	pages := httptest.NewServer(web.Handler(web.Config{WebSocketURL: "ws://" + gate.addr() + "/"}))
+	t.Cleanup(pages.Close)
+	p := openPage(t, browser, pages.URL+"/")
+	p.waitText("status", "connected")
+	const topic = "orders.eu"
+	p.fill("topic-input", topic)
+	p.click("subscribe-button")
+	first := e.awaitSoleSubscriber(t, topic, "")
+
+	disconnect := func(id, body string) {
+		t.Helper()
+		status, got := e.callREST(t, http.MethodPost, "/v1/connections/"+id+":disconnect", "", body)
+		if status != http.StatusOK || got["disconnected"] != 1.0 {
+			t.Fatalf("disconnect %s %s = %d %v, want 200 with disconnected 1", id, body, status, got)
+		}
+	}
+
+	disconnect(first, `{"reason":"rebalancing","reconnect":true}`)
+	second := e.awaitSoleSubscriber(t, topic, first)
+	p.waitText("status", "connected")
+	e.restPublish(t, topic, `{"data":{"after":"rebalancing"}}`, http.StatusOK)
+	p.waitContains("message-log", `"after": "rebalancing"`)
+
+	attempts := gate.accepted.Load()
+	disconnect(second, `{"reason":"account suspended","reconnect":false}`)
+	p.waitContains("connection-error", "Disconnected by the server: account suspended")
+	p.waitText("status", "closed by the server")
+	// Its first retry would come within half a second, and several more by now.
+	time.Sleep(3 * time.Second)
+	if n := gate.accepted.Load() - attempts; n != 0 {
+		t.Errorf("the page made %d connection attempts after being told not to reconnect", n)
+	}
+	if ids := e.stack.Emulator.ConnectionIDs(); len(ids) != 0 {
+		t.Errorf("open connections = %v, want none", ids)
+	}
+	if subs := e.subscribers(t, topic); len(subs) != 0 {
+		t.Errorf("subscribers of %s = %v, want none", topic, subs)
+	}
+	if s := p.text("status"); s != "closed by the server" {
+		t.Errorf("status %q after the disconnect, want closed by the server", s)
+	}
+	p.noExceptions()
+}
+
+// callREST calls the REST API with the API key, if any, and returns the
+// status and the decoded JSON answer.
+func (e *e2e) callREST(t *testing.T, method, path, key, body string) (int, map[string]any) {
+	t.Helper()
+	req, err := http.NewRequest(method, e.http+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]any
+	if err := json.Unmarshal(raw, &out); err != nil {
+		t.Fatalf("%s %s answered %d %s: %v", method, path, resp.StatusCode, raw, err)
+	}
+	return resp.StatusCode, out
 }
 
 // testRecovery drops the page's connection from the server side and keeps
@@ -119,12 +251,14 @@ func testRecovery(t *testing.T, browser context.Context, history bool) {
 
 // gate forwards TCP connections to a listener; while shut, it hangs up on
 // new ones, as an unreachable network would, and keeps the open ones.
+// accepted counts the connections it took, shut or not.
 type gate struct {
-	l       net.Listener
-	shutNow atomic.Bool
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	conns   map[net.Conn]struct{}
+	l        net.Listener
+	shutNow  atomic.Bool
+	accepted atomic.Int64
+	wg       sync.WaitGroup
+	mu       sync.Mutex
+	conns    map[net.Conn]struct{}
 }
 
 func newGate(t *testing.T, to string) *gate {
@@ -145,6 +279,7 @@ func newGate(t *testing.T, to string) *gate {
 			if err != nil {
 				continue
 			}
+			g.accepted.Add(1)
 			if g.shutNow.Load() {
 				c.Close()
 				continue
