@@ -39,6 +39,8 @@ const (
 	apiHost        = "${WebSocketApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${Stage}"
 
 	publisherRole = "PublisherTaskRole"
+	// publisherCalls names the publisher container's calls in callsFile.
+	publisherCalls = "publisher"
 )
 
 // routeKeys is the WebSocket route each Lambda answers; publish has none.
@@ -95,10 +97,8 @@ var platformGrants = map[string]grants{
 
 // wantGrants is every right each principal needs and nothing more: a
 // Lambda, by its lambdas/<name>, what callsFile records of its code plus
-// its platformGrants; the publisher container, by its role, the publish
-// Lambda's recorded calls (it runs the same fan-out, whose subscriber
-// lookup also serves ListSubscribers) plus DescribeTable, which its
-// /readyz probe (the store's Ping) calls.
+// its platformGrants; the publisher container, by its role, what callsFile
+// records of its service ("publisher": every RPC and its /readyz probe).
 func wantGrants(calls map[string][]awsCall) (map[string]grants, error) {
 	want := map[string]grants{}
 	for name, cs := range calls {
@@ -113,19 +113,14 @@ func wantGrants(calls map[string][]awsCall) (map[string]grants, error) {
 		for a, resources := range platformGrants[name] {
 			g[a] = append(g[a], resources...)
 		}
+		if name == publisherCalls {
+			name = publisherRole
+		}
 		want[name] = g
 	}
-	publish, ok := want["publish"]
-	if !ok {
-		return nil, fmt.Errorf("%s records no calls of publish", callsFile)
+	if _, ok := want[publisherRole]; !ok {
+		return nil, fmt.Errorf("%s records no calls of the publisher container (%q)", callsFile, publisherCalls)
 	}
-	publisher := grants{"dynamodb:DescribeTable": {tableARN}}
-	for a, resources := range publish {
-		if !strings.HasPrefix(a, "sqs:") {
-			publisher[a] = slices.Clone(resources)
-		}
-	}
-	want[publisherRole] = publisher
 	return want, nil
 }
 

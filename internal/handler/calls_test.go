@@ -1,11 +1,15 @@
 package handler
 
 import (
+	"google.golang.org/protobuf/types/known/structpb"
+
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
+	"github.com/wsgateway/wsgateway/internal/publisher"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -342,6 +346,71 @@ func TestAWSCalls(t *testing.T) {
 			}
 		}
 		record("publish", p, mgmt)
+	})
+
+	// The publisher container: every RPC of its service, over the same
+	// fan-out, as services/publisher wires it.
+	t.Run("publisher", func(t *testing.T) {
+		p := newPrincipal()
+		mgmt := newManagementAPI(t)
+		client := apigw.New(p.cfg, mgmt.URL+"/prod")
+		f := fanout.New(p.store, client, fanout.Options{Logger: discard(), Streams: p.store, HistoryTTL: 5 * time.Minute, Closer: client})
+		svc := publisher.NewService(f, p.store)
+		connectAs("srv-1", "srv-user", nil, "srv.a", "srv.b")
+		connectAs("srv-2", "srv-user", nil, "srv.a")
+		connectAs("gone-srv", "srv-user", nil, "srv.a")
+		data, _ := structpb.NewValue(map[string]any{"n": 1})
+		calls := []struct {
+			name string
+			call func() error
+		}{
+			{"Publish", func() error {
+				_, err := svc.Publish(ctx, &wsgatewayv1.PublishRequest{Topic: "srv.a", Data: data, IdempotencyKey: "k1"})
+				return err
+			}},
+			{"Publish again", func() error {
+				_, err := svc.Publish(ctx, &wsgatewayv1.PublishRequest{Topic: "srv.a", Data: data, IdempotencyKey: "k1"})
+				return err
+			}},
+			{"Broadcast", func() error {
+				_, err := svc.Broadcast(ctx, &wsgatewayv1.BroadcastRequest{Topics: []string{"srv.a", "srv.b"}, Data: data})
+				return err
+			}},
+			{"SendToUser", func() error {
+				_, err := svc.SendToUser(ctx, &wsgatewayv1.SendToUserRequest{UserId: "srv-user", Data: data, IdempotencyKey: "k2"})
+				return err
+			}},
+			{"ListSubscribers", func() error {
+				_, err := svc.ListSubscribers(ctx, &wsgatewayv1.ListSubscribersRequest{Topic: "srv.a"})
+				return err
+			}},
+			{"CountSubscribers", func() error {
+				_, err := svc.CountSubscribers(ctx, &wsgatewayv1.CountSubscribersRequest{Topic: "srv.a"})
+				return err
+			}},
+			{"History", func() error {
+				_, err := svc.History(ctx, &wsgatewayv1.HistoryRequest{Topic: "srv.a"})
+				return err
+			}},
+			{"Disconnect a connection", func() error {
+				_, err := svc.Disconnect(ctx, &wsgatewayv1.DisconnectRequest{ConnectionId: "srv-2", Reason: "bye"})
+				return err
+			}},
+			{"Disconnect a user", func() error {
+				_, err := svc.Disconnect(ctx, &wsgatewayv1.DisconnectRequest{UserId: "srv-user", Reason: "bye"})
+				return err
+			}},
+			{"readiness", func() error { return p.store.Ping(ctx) }},
+		}
+		for _, c := range calls {
+			if err := c.call(); err != nil {
+				t.Errorf("%s: %v", c.name, err)
+			}
+		}
+		if got := userConnections("srv-user"); len(got) != 0 {
+			t.Errorf("after disconnecting the user: connections %q, want none", got)
+		}
+		record("publisher", p, mgmt)
 	})
 
 	want, err := json.MarshalIndent(recorded, "", "  ")
