@@ -40,13 +40,16 @@ const (
 	CodeLimitExceeded = "limit_exceeded"
 	CodeUnavailable   = "unavailable"
 	CodeInternal      = "internal_error"
+	// CodeRateLimited: the connection published faster than its limit
+	// (publish.go); it may publish again shortly.
+	CodeRateLimited = "rate_limited"
 )
 
 // MaxTopicsPerRequest bounds one subscribe or unsubscribe frame so that a
 // single frame cannot make a handler write an unbounded number of items.
 const MaxTopicsPerRequest = 50
 
-var topicPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
+var topicRule = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
 // ErrInvalidTopic is wrapped by ValidateTopic's errors.
 var ErrInvalidTopic = errors.New("invalid topic")
@@ -57,8 +60,13 @@ func ValidateTopic(name string) error {
 	if name == "" {
 		return fmt.Errorf("%w: topic is empty", ErrInvalidTopic)
 	}
-	if !topicPattern.MatchString(name) {
-		return fmt.Errorf("%w: %q must match %s", ErrInvalidTopic, Clip(name, 40), topicPattern)
+	if IsPattern(name) {
+		// The likely mistake: a pattern where only a topic will do (a
+		// publish, a history), which deserves its own answer.
+		return fmt.Errorf("%w: %q is a pattern, not a topic: patterns are for subscribing, name one topic here", ErrInvalidTopic, Clip(name, 40))
+	}
+	if !topicRule.MatchString(name) {
+		return fmt.Errorf("%w: %q must match %s", ErrInvalidTopic, Clip(name, 40), topicRule)
 	}
 	return nil
 }
@@ -109,7 +117,8 @@ type FrameError struct {
 func (e *FrameError) Error() string { return e.Code + ": " + e.Message }
 
 // ParseTopics decodes a subscribe or unsubscribe frame and returns its
-// topics, validated and de-duplicated in order of first appearance. Its
+// topics and patterns (pattern.go), validated and de-duplicated in order
+// of first appearance. Its
 // errors speak of the frame's fields, never of the Go types they are
 // decoded into.
 func ParseTopics(body []byte) ([]string, error) {
@@ -141,7 +150,7 @@ func ParseTopics(body []byte) ([]string, error) {
 	seen := make(map[string]bool, len(topics))
 	out := topics[:0:0]
 	for _, t := range topics {
-		if err := ValidateTopic(t); err != nil {
+		if err := ValidateTopicOrPattern(t); err != nil {
 			return nil, &FrameError{CodeInvalidTopic, err.Error()}
 		}
 		if !seen[t] {
