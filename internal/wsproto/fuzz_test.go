@@ -7,8 +7,8 @@ import (
 )
 
 // FuzzParseTopics: any frame either yields valid, unique topics within the
-// limit or a FrameError with a code — never a panic, never a topic that
-// ValidateTopic would refuse.
+// limit or a FrameError with a code — never a panic, never a topic or
+// pattern that ValidateTopicOrPattern would refuse.
 func FuzzParseTopics(f *testing.F) {
 	for _, seed := range []string{
 		`{"action":"subscribe","topics":["a","b"]}`,
@@ -39,7 +39,7 @@ func FuzzParseTopics(f *testing.F) {
 		}
 		seen := map[string]bool{}
 		for _, topic := range topics {
-			if ValidateTopic(topic) != nil || seen[topic] {
+			if ValidateTopicOrPattern(topic) != nil || seen[topic] {
 				t.Fatalf("ParseTopics(%q) returned invalid or duplicate topic %q", body, topic)
 			}
 			seen[topic] = true

@@ -85,6 +85,13 @@ func TestParseTopics(t *testing.T) {
 		{"not an object", `[1,2]`, nil, CodeBadRequest, ""},
 		{"not JSON", `subscribe a`, nil, CodeBadRequest, ""},
 		{"too many", string(manyJSON), nil, CodeLimitExceeded, ""},
+		{"patterns beside topics", `{"action":"subscribe","topics":["a.b.c","a.*","*","a.*"]}`, []string{"a.b.c", "a.*", "*"}, "", ""},
+		{"a pattern alone", `{"action":"unsubscribe","topic":"*"}`, []string{"*"}, "", ""},
+		{"star without its dot", `{"action":"subscribe","topics":["a.*","a*"]}`, nil, CodeInvalidTopic, "pattern"},
+		{"star inside", `{"action":"subscribe","topics":["a.*.b"]}`, nil, CodeInvalidTopic, "pattern"},
+		{"star first", `{"action":"subscribe","topics":["*.a"]}`, nil, CodeInvalidTopic, "pattern"},
+		{"two stars", `{"action":"subscribe","topics":["a.**"]}`, nil, CodeInvalidTopic, "pattern"},
+		{"an empty name among patterns", `{"action":"subscribe","topics":["*",""]}`, nil, CodeInvalidTopic, "empty"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
