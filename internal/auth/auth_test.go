@@ -73,6 +73,10 @@ func TestVerify(t *testing.T) {
 		{"bad topic pattern", sign(t, jwt.SigningMethodHS256, []byte(secret), with("topics", []string{"a b"})), "topics claim"},
 		{"star in the middle", sign(t, jwt.SigningMethodHS256, []byte(secret), with("topics", []string{"a*b"})), "topics claim"},
 		{"topics not a list", sign(t, jwt.SigningMethodHS256, []byte(secret), with("topics", "news")), "malformed"},
+		{"bad publish pattern", sign(t, jwt.SigningMethodHS256, []byte(secret), with("publish", []string{"chat.*", "a b"})), "publish claim"},
+		{"publish star in the middle", sign(t, jwt.SigningMethodHS256, []byte(secret), with("publish", []string{"a*b"})), "publish claim"},
+		{"publish not a list", sign(t, jwt.SigningMethodHS256, []byte(secret), with("publish", "chat.r1")), "malformed"},
+		{"publish too long", sign(t, jwt.SigningMethodHS256, []byte(secret), with("publish", slices.Repeat([]string{"a"}, MaxTokenTopics+1))), "publish claim"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -93,6 +97,46 @@ func TestVerify(t *testing.T) {
 				t.Fatalf("error quotes the token: %v", err)
 			}
 		})
+	}
+}
+
+// The publish claim reads like topics: names and "prefix*" patterns, and
+// a token without it publishes to nothing (nil, which the connect route
+// turns into an empty grant).
+func TestPublishClaim(t *testing.T) {
+	t.Parallel()
+	tokens := NewTokens(secret, func() time.Time { return now })
+	for _, tc := range []struct {
+		name   string
+		claims jwt.MapClaims
+		want   []string
+	}{
+		{"absent", jwt.MapClaims{"sub": "u", "exp": now.Add(time.Hour).Unix()}, nil},
+		{"empty", jwt.MapClaims{"sub": "u", "exp": now.Add(time.Hour).Unix(), "publish": []string{}}, []string{}},
+		{"names and prefixes", jwt.MapClaims{"sub": "u", "exp": now.Add(time.Hour).Unix(), "publish": []string{"chat.*", "news", "*"}}, []string{"chat.*", "news", "*"}},
+	} {
+		c, err := tokens.Verify(sign(t, jwt.SigningMethodHS256, []byte(secret), tc.claims))
+		if err != nil {
+			t.Fatalf("%s: Verify: %v", tc.name, err)
+		}
+		if !slices.Equal(c.Publish, tc.want) || (c.Publish == nil) != (tc.want == nil) {
+			t.Errorf("%s: publish = %#v, want %#v", tc.name, c.Publish, tc.want)
+		}
+	}
+	tok, err := tokens.MintGrant("dev", Grant{Topics: []string{"chat.*"}, Publish: []string{"chat.r1"}}, time.Hour, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := tokens.Verify(tok); err != nil || !slices.Equal(c.Publish, []string{"chat.r1"}) || !slices.Equal(c.Topics, []string{"chat.*"}) {
+		t.Errorf("Verify(MintGrant) = %+v, %v", c, err)
+	}
+	if _, err := tokens.MintGrant("dev", Grant{Publish: []string{"a b"}}, time.Hour, now); err == nil {
+		t.Errorf("MintGrant with an invalid publish pattern succeeded")
+	}
+	// Mint grants no publish: a token minted for subscribing alone.
+	tok, _ = tokens.Mint("dev", []string{"*"}, time.Hour, now)
+	if c, err := tokens.Verify(tok); err != nil || c.Publish != nil {
+		t.Errorf("Verify(Mint) publish = %#v, %v; want none", c.Publish, err)
 	}
 }
 

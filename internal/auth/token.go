@@ -19,8 +19,8 @@ import (
 // wrapped detail never quotes the token, so it is safe to log.
 var ErrInvalidToken = errors.New("invalid connect token")
 
-// MaxTokenTopics bounds the topics claim so a token cannot make every
-// subscribe check arbitrarily slow.
+// MaxTokenTopics bounds the topics claim, and the publish claim, so a
+// token cannot make every subscribe or publish check arbitrarily slow.
 const MaxTokenTopics = 100
 
 // Claims are a connect token's claims.
@@ -29,6 +29,10 @@ type Claims struct {
 	// Topics are topic names or prefixes ending in "*" ("orders.*", "*")
 	// the connection may subscribe to.
 	Topics []string `json:"topics"`
+	// Publish are topic names or prefixes ending in "*" the connection
+	// may publish to, as Topics are for subscribing. Absent or empty, it
+	// may publish to none.
+	Publish []string `json:"publish,omitempty"`
 }
 
 // notNumericDateError: exp, nbf and iat are RFC 7519 NumericDates, JSON
@@ -95,7 +99,10 @@ func (t *Tokens) Verify(token string) (Claims, error) {
 	if c.Subject == "" {
 		return Claims{}, fmt.Errorf("%w: no sub claim", ErrInvalidToken)
 	}
-	if err := validatePatterns(c.Topics); err != nil {
+	if err := validatePatterns("topics", c.Topics); err != nil {
+		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
+	}
+	if err := validatePatterns("publish", c.Publish); err != nil {
 		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	return c, nil
@@ -114,15 +121,31 @@ func (t *Tokens) key(tok *jwt.Token) (any, error) {
 }
 
 // Mint signs a token for sub that may subscribe to topics until ttl from
-// now. It validates what it signs, so a minted token always verifies.
+// now, and publish to nothing. It validates what it signs, so a minted
+// token always verifies.
 func (t *Tokens) Mint(sub string, topics []string, ttl time.Duration, now time.Time) (string, error) {
+	return t.MintGrant(sub, Grant{Topics: topics}, ttl, now)
+}
+
+// Grant is what a minted token lets its connection do: subscribe to
+// Topics, publish to Publish (both topic names or "prefix*" patterns).
+type Grant struct {
+	Topics, Publish []string
+}
+
+// MintGrant signs a token for sub with g's claims until ttl from now. It
+// validates what it signs, so a minted token always verifies.
+func (t *Tokens) MintGrant(sub string, g Grant, ttl time.Duration, now time.Time) (string, error) {
 	if sub == "" {
 		return "", errors.New("mint: empty subject")
 	}
 	if ttl <= 0 {
 		return "", errors.New("mint: ttl must be positive")
 	}
-	if err := validatePatterns(topics); err != nil {
+	if err := validatePatterns("topics", g.Topics); err != nil {
+		return "", fmt.Errorf("mint: %w", err)
+	}
+	if err := validatePatterns("publish", g.Publish); err != nil {
 		return "", fmt.Errorf("mint: %w", err)
 	}
 	c := Claims{
@@ -131,16 +154,17 @@ func (t *Tokens) Mint(sub string, topics []string, ttl time.Duration, now time.T
 			IssuedAt:  jwt.NewNumericDate(now),
 			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
 		},
-		Topics: topics,
+		Topics:  g.Topics,
+		Publish: g.Publish,
 	}
 	return jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(t.secret)
 }
 
-// validatePatterns accepts topic names and prefixes ending in "*". An
-// empty list is valid and grants nothing.
-func validatePatterns(patterns []string) error {
+// validatePatterns accepts topic names and prefixes ending in "*" in the
+// claim named claim. An empty list is valid and grants nothing.
+func validatePatterns(claim string, patterns []string) error {
 	if len(patterns) > MaxTokenTopics {
-		return fmt.Errorf("topics claim has %d entries, at most %d", len(patterns), MaxTokenTopics)
+		return fmt.Errorf("%s claim has %d entries, at most %d", claim, len(patterns), MaxTokenTopics)
 	}
 	for _, p := range patterns {
 		if p == "*" {
@@ -153,7 +177,7 @@ func validatePatterns(patterns []string) error {
 			name += "x"
 		}
 		if err := wsproto.ValidateTopic(name); err != nil {
-			return fmt.Errorf("topics claim: %q is neither a topic name nor a prefix ending in *", p)
+			return fmt.Errorf("%s claim: %q is neither a topic name nor a prefix ending in *", claim, p)
 		}
 	}
 	return nil
