@@ -207,6 +207,7 @@ func (s *DynamoDB) PutConnection(ctx context.Context, c Connection) error {
 		SourceIP:      c.SourceIP,
 		UserAgent:     c.UserAgent,
 		AllowedTopics: c.AllowedTopics,
+		PublishTopics: c.PublishTopics,
 	}, encodeItem)
 	if err != nil {
 		return fmt.Errorf("dynamodb item of connection %q: %w", c.ID, err)
@@ -281,6 +282,7 @@ func (s *DynamoDB) GetConnection(ctx context.Context, connectionID string) (Conn
 		SourceIP:      item.SourceIP,
 		UserAgent:     item.UserAgent,
 		AllowedTopics: item.AllowedTopics,
+		PublishTopics: item.PublishTopics,
 	}, nil
 }
 
@@ -699,6 +701,7 @@ type connectionItem struct {
 	UserAgent string `dynamodbav:"userAgent,omitempty"`
 	// nil (any topic) is no attribute; empty (no topic) is an empty list.
 	AllowedTopics []string `dynamodbav:"allowedTopics,omitempty"`
+	PublishTopics []string `dynamodbav:"publishTopics,omitempty"`
 }
 
 // subscriptionItem is what Subscribers reads of a subscription; Subscribe

@@ -22,6 +22,7 @@ type Memory struct {
 	users  map[string][]string            // user id → its connection ids, ordered (DynamoDB's user# partition)
 
 	streams memStreams // positions, history and idempotency keys (memory_streams.go)
+	rates   memRates   // publish rate limits per connection (ratelimit.go)
 }
 
 type memConnection struct {
@@ -123,6 +124,7 @@ func (m *Memory) DeleteConnection(_ context.Context, connectionID string) error 
 		m.removeMembership(mc.conn.Subject, connectionID)
 	}
 	delete(m.conns, connectionID)
+	m.rates.forget(connectionID)
 	return nil
 }
 
@@ -290,10 +292,12 @@ func compareConnID(s memSubscription, id string) int {
 	return strings.Compare(s.connID, id)
 }
 
-// cloneConnection copies AllowedTopics, keeping nil (any topic) distinct
-// from empty (no topic), and normalises the time as DynamoDB round-trips it.
+// cloneConnection copies AllowedTopics and PublishTopics, keeping nil (any
+// topic) distinct from empty (no topic), and normalises the time as
+// DynamoDB round-trips it.
 func cloneConnection(c Connection) Connection {
 	c.AllowedTopics = slices.Clone(c.AllowedTopics)
+	c.PublishTopics = slices.Clone(c.PublishTopics)
 	c.ConnectedAt = c.ConnectedAt.UTC()
 	return c
 }

@@ -13,11 +13,12 @@ import (
 // (deploy/table.json declares the same table; TestTableJSONMatchesCode keeps
 // them equal).
 //
-// One table, six kinds of item, keyed so that every read is a GetItem or
+// One table, seven kinds of item (the seventh, a connection's publish rate
+// limit, is described in ratelimit.go), keyed so that every read is a GetItem or
 // a Query:
 //
 //	item          pk                  sk                          attributes
-//	connection    conn#<id>           conn#<id>                   connectedAt, subject, sourceIp, userAgent, allowedTopics, expiresAt
+//	connection    conn#<id>           conn#<id>                   connectedAt, subject, sourceIp, userAgent, allowedTopics, publishTopics, expiresAt
 //	subscription  topic#<topic>       conn#<id>                   subscribedAt, userId, expiresAt
 //	membership    user#<userId>       conn#<id>                   expiresAt
 //	counter       pos#<topic>         pos#<topic>                 offset, epoch, expiresAt

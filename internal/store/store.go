@@ -50,6 +50,10 @@ type Connection struct {
 	// AllowedTopics are the topic names and "prefix*" patterns the
 	// connection may subscribe to; nil means any topic (auth off).
 	AllowedTopics []string
+	// PublishTopics are the topic names and "prefix*" patterns the
+	// connection may publish to (the token's publish claim); nil means any
+	// topic (auth off), empty none.
+	PublishTopics []string
 }
 
 // Subscription is one connection's interest in one topic.

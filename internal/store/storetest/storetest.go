@@ -77,6 +77,7 @@ func Run(t *testing.T, newStore NewStore) {
 	}
 	tests = append(tests, streamTests...)
 	tests = append(tests, userTests...)
+	tests = append(tests, rateTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
