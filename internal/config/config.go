@@ -42,6 +42,11 @@ type Config struct {
 	// RECOVERY_MAX_MESSAGES: the most messages one recovery replays; a
 	// client that missed more is told to resync instead.
 	RecoveryMaxMessages int
+	// CLIENT_PUBLISH_RATE and CLIENT_PUBLISH_BURST: the token bucket each
+	// connection's client publishes take from, in publishes per second
+	// and publishes at once.
+	ClientPublishRate  float64
+	ClientPublishBurst int
 	// Emulator is what the devstack's emulated API Gateway adds of AWS's
 	// limits (EMULATOR_*); only the devstack reads it.
 	Emulator Emulator
@@ -87,6 +92,8 @@ var Settings = []Setting{
 	{"CALL_TIMEOUT", "10s", "deadline of a publisher call or WebSocket route call whose caller set none (Go duration)"},
 	{"HISTORY_TTL", "5m", "how long published messages are kept for recovery and History (Go duration); 0 keeps none"},
 	{"RECOVERY_MAX_MESSAGES", "300", "the most messages one recovering subscribe replays; beyond it the client is told to resync"},
+	{"CLIENT_PUBLISH_RATE", "10", "client publishes per second one WebSocket connection may make, on average"},
+	{"CLIENT_PUBLISH_BURST", "20", "client publishes one WebSocket connection may make at once, beyond CLIENT_PUBLISH_RATE"},
 	{"EMULATOR_LATENCY", "0s", "devstack: added to every management API call, as the round trip to AWS (Go duration)"},
 	{"EMULATOR_QUOTA", "0", "devstack: account throttle on management API calls, calls/s (AWS: 10000); 0: none"},
 	{"EMULATOR_QUOTA_BURST", "", "devstack: calls the throttle allows at once; unset: half of EMULATOR_QUOTA, as on AWS"},
@@ -153,6 +160,16 @@ func Load(getenv func(string) string) (Config, error) {
 		errs = append(errs, fmt.Errorf("RECOVERY_MAX_MESSAGES=%q: want a whole number from 1 to 10000", get("RECOVERY_MAX_MESSAGES")))
 	} else {
 		c.RecoveryMaxMessages = n
+	}
+	if r, err := strconv.ParseFloat(get("CLIENT_PUBLISH_RATE"), 64); err != nil || !(r >= 0.01 && r <= 10000) {
+		errs = append(errs, fmt.Errorf("CLIENT_PUBLISH_RATE=%q: want publishes per second from 0.01 to 10000, e.g. 10", get("CLIENT_PUBLISH_RATE")))
+	} else {
+		c.ClientPublishRate = r
+	}
+	if n, err := strconv.Atoi(get("CLIENT_PUBLISH_BURST")); err != nil || n < 1 || n > 10000 {
+		errs = append(errs, fmt.Errorf("CLIENT_PUBLISH_BURST=%q: want a whole number from 1 to 10000", get("CLIENT_PUBLISH_BURST")))
+	} else {
+		c.ClientPublishBurst = n
 	}
 	var emuErrs []error
 	c.Emulator, emuErrs = loadEmulator(get, getenv("EMULATOR_QUOTA_BURST") != "")

@@ -15,7 +15,7 @@ func TestLoadDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := Config{WSAddr: "127.0.0.1:8080", GRPCAddr: "127.0.0.1:9090", HTTPAddr: "127.0.0.1:8081", TableName: "wsgateway", Region: "us-east-1", MaxSubscriptions: 100, CallTimeout: 10 * time.Second,
-		HistoryTTL: 5 * time.Minute, RecoveryMaxMessages: 300}
+		HistoryTTL: 5 * time.Minute, RecoveryMaxMessages: 300, ClientPublishRate: 10, ClientPublishBurst: 20}
 	if !reflect.DeepEqual(c, want) {
 		t.Errorf("Load(empty) = %+v, want %+v", c, want)
 	}
@@ -186,6 +186,34 @@ func TestLoadStreamSettings(t *testing.T) {
 	for _, bad := range []map[string]string{
 		{"HISTORY_TTL": "-1s"}, {"HISTORY_TTL": "forever"}, {"HISTORY_TTL": "48h"},
 		{"RECOVERY_MAX_MESSAGES": "0"}, {"RECOVERY_MAX_MESSAGES": "many"},
+	} {
+		if _, err := Load(func(k string) string { return bad[k] }); err == nil {
+			t.Errorf("Load(%v) accepted it", bad)
+		} else {
+			for name := range bad {
+				if !strings.Contains(err.Error(), name) {
+					t.Errorf("Load(%v) = %v, which does not name %s", bad, err, name)
+				}
+			}
+		}
+	}
+}
+
+func TestLoadClientPublishSettings(t *testing.T) {
+	t.Parallel()
+	c, err := Load(func(k string) string {
+		return map[string]string{"CLIENT_PUBLISH_RATE": "0.5", "CLIENT_PUBLISH_BURST": "1"}[k]
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.ClientPublishRate != 0.5 || c.ClientPublishBurst != 1 {
+		t.Errorf("CLIENT_PUBLISH_RATE=0.5, CLIENT_PUBLISH_BURST=1 read as %v, %d", c.ClientPublishRate, c.ClientPublishBurst)
+	}
+	for _, bad := range []map[string]string{
+		{"CLIENT_PUBLISH_RATE": "0"}, {"CLIENT_PUBLISH_RATE": "-1"}, {"CLIENT_PUBLISH_RATE": "NaN"}, {"CLIENT_PUBLISH_RATE": "Inf"},
+		{"CLIENT_PUBLISH_RATE": "fast"}, {"CLIENT_PUBLISH_RATE": "20000"},
+		{"CLIENT_PUBLISH_BURST": "0"}, {"CLIENT_PUBLISH_BURST": "1.5"}, {"CLIENT_PUBLISH_BURST": "many"}, {"CLIENT_PUBLISH_BURST": "10001"},
 	} {
 		if _, err := Load(func(k string) string { return bad[k] }); err == nil {
 			t.Errorf("Load(%v) accepted it", bad)
