@@ -65,7 +65,7 @@ type idemItem struct {
 // DynamoDB, so concurrent publishers, in any number of processes, each get
 // their own offset with no gap.
 func (s *DynamoDB) NextPosition(ctx context.Context, topic string, keep time.Duration) (Position, error) {
-	if err := checkTopic(topic); err != nil {
+	if err := checkStreamTopic(topic); err != nil {
 		return Position{}, err
 	}
 	if err := checkKeep(keep); err != nil {

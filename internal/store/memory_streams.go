@@ -92,7 +92,7 @@ func (s *memStreams) called(now time.Time) {
 }
 
 func (m *Memory) NextPosition(_ context.Context, topic string, keep time.Duration) (Position, error) {
-	if err := checkTopic(topic); err != nil {
+	if err := checkStreamTopic(topic); err != nil {
 		return Position{}, err
 	}
 	if err := checkKeep(keep); err != nil {

@@ -26,7 +26,9 @@ import (
 //	idempotency   idem#<topic>#<key>  idem#<topic>#<key>          state, messageId, epoch, offset, expiresAt
 //
 // A topic's subscribers are one partition of the table, ordered by
-// connection id. A user's connections are one partition too (membership
+// connection id; so are a pattern's ("orders.*", "*": topic#orders.*),
+// which the fan-out reads beside its topics' and which, never published
+// to, has no counter or history. A user's connections are one partition too (membership
 // items, written by PutConnection for a connection with a Subject), also
 // ordered by connection id. The byConnection index swaps the keys, so one
 // partition of it holds a connection's item, all its subscriptions and its

@@ -56,7 +56,11 @@ type Connection struct {
 	PublishTopics []string
 }
 
-// Subscription is one connection's interest in one topic.
+// Subscription is one connection's interest in one topic, or in one
+// pattern of topics ("orders.*", "*"; see wsproto.ValidatePattern): the
+// store keeps a pattern as it keeps a topic, under its own name, and the
+// Subscribe, Unsubscribe, Subscribers, CountSubscribers and Topics calls
+// take and return either. The streams (Streams) refuse a pattern.
 type Subscription struct {
 	ConnectionID string
 	Topic        string

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/wsgateway/wsgateway/internal/wsproto"
 )
 
 const (
@@ -36,6 +38,20 @@ func keepUntil(now time.Time, d time.Duration) int64 {
 		sec++
 	}
 	return sec
+}
+
+// checkStreamTopic accepts a topic that may have a stream: a pattern
+// ("orders.*") is something to subscribe to, never published to, so it
+// gets no counter, no epoch and no history. Refusing it here keeps a
+// caller's slip from writing a counter no publish would ever advance.
+func checkStreamTopic(topic string) error {
+	if err := checkTopic(topic); err != nil {
+		return err
+	}
+	if wsproto.IsPattern(topic) {
+		return fmt.Errorf("%w: %q is a pattern, which has no stream (positions, history)", ErrInvalidArgument, topic)
+	}
+	return nil
 }
 
 func checkKeep(keep time.Duration) error {
@@ -71,7 +87,7 @@ func checkTopicKey(topic, key string) error {
 
 // checkRetain validates a Retain call before anything is written.
 func checkRetain(topic string, pos Position, m Retained, ttl time.Duration) error {
-	if err := checkTopic(topic); err != nil {
+	if err := checkStreamTopic(topic); err != nil {
 		return err
 	}
 	switch {
@@ -90,7 +106,7 @@ func checkRetain(topic string, pos Position, m Retained, ttl time.Duration) erro
 }
 
 func checkHistory(topic string, limit int) error {
-	if err := checkTopic(topic); err != nil {
+	if err := checkStreamTopic(topic); err != nil {
 		return err
 	}
 	if limit < 1 {
@@ -109,7 +125,7 @@ func checkPositions(topics []string, keep time.Duration) ([]string, error) {
 		return nil, fmt.Errorf("%w: %d topics, at most %d at once", ErrInvalidArgument, len(topics), MaxPositionsTopics)
 	}
 	for _, t := range topics {
-		if err := checkTopic(t); err != nil {
+		if err := checkStreamTopic(t); err != nil {
 			return nil, err
 		}
 	}

@@ -78,6 +78,7 @@ func Run(t *testing.T, newStore NewStore) {
 	tests = append(tests, streamTests...)
 	tests = append(tests, userTests...)
 	tests = append(tests, rateTests...)
+	tests = append(tests, patternTests...)
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
