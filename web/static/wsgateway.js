@@ -10,6 +10,13 @@
  *     client.connect();
  *     client.subscribe(["orders.eu"]);
  *
+ * Or a handler per topic or pattern ("orders.*" is every topic under
+ * "orders.", "*" every topic), and publishing from the client, answered by
+ * a promise:
+ *
+ *     const stop = client.subscribe("chat.*", (m) => show(m.topic, m.data));
+ *     const { offset } = await client.publish("chat.lobby", { text: "hi" });
+ *
  * The wire format is docs/protocol.md's "WebSocket frames": JSON text frames,
  * typed below. Subscriptions are remembered and sent again on every new
  * connection, because API Gateway forgets them with the connection. The
@@ -40,6 +47,29 @@
 /** Topic names the gateway accepts (internal/wsproto, docs/protocol.md). */
 export const TOPIC_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$/;
 
+/**
+ * Whether a subscription to `pattern` receives the messages of `topic`, as
+ * the server decides it: "*" matches every topic, "a.*" every topic that
+ * starts with "a." (so "a.b" and "a.b.c", not "a"), and anything else
+ * only the topic of that name.
+ * @param {string} pattern a topic, or a pattern
+ * @param {string} topic
+ */
+export function matchTopic(pattern, topic) {
+  if (pattern === "*") {
+    return true;
+  }
+  if (pattern.endsWith(".*")) {
+    return topic.startsWith(pattern.slice(0, -1));
+  }
+  return pattern === topic;
+}
+
+/** @param {string} name */
+function isPattern(name) {
+  return name === "*" || name.endsWith(".*");
+}
+
 /** The gateway refuses subscribe and unsubscribe frames with more topics. */
 export const MAX_TOPICS_PER_FRAME = 50;
 
@@ -63,7 +93,8 @@ export const MAX_TOPICS_PER_FRAME = 50;
  * position of each topic.
  * @typedef {{ action: "subscribe" | "unsubscribe", topics: string[], recover?: Record<string, Position> }} TopicsRequest
  * @typedef {{ action: "ping" }} PingRequest
- * @typedef {TopicsRequest | PingRequest} ClientFrame
+ * @typedef {{ action: "publish", topic: string, data: JSONValue, attributes?: Record<string, string>, ref: string }} PublishRequest
+ * @typedef {TopicsRequest | PingRequest | PublishRequest} ClientFrame
  */
 
 /**
@@ -103,9 +134,24 @@ export const MAX_TOPICS_PER_FRAME = 50;
  *   epoch?: undefined,
  * }} UserMessageFrame
  * @typedef {TopicMessageFrame | UserMessageFrame} MessageFrame
- * @typedef {{ type: "error", code: string, message: string }} ErrorFrame
+ * @typedef {{ type: "error", code: string, message: string, ref?: string }} ErrorFrame
  * @typedef {{ type: "disconnect", reason: string, reconnect: boolean }} DisconnectFrame
- * @typedef {TopicsFrame | PongFrame | MessageFrame | ErrorFrame | DisconnectFrame} ServerFrame
+ * @typedef {{ type: "published", topic: string, id: string, offset: number, epoch: string, ref: string }} PublishedFrame
+ * @typedef {TopicsFrame | PongFrame | MessageFrame | ErrorFrame | DisconnectFrame | PublishedFrame} ServerFrame
+ */
+
+/**
+ * What publish() resolves to: the message's id and its position in its
+ * topic's stream, as the server stored it.
+ * @typedef {{ topic: string, id: string, offset: number, epoch: string }} Published
+ */
+
+/**
+ * Called with each message of a topic that a subscribe() handler's topic
+ * or pattern matches, after the "message" event, in the same order.
+ * @callback TopicHandler
+ * @param {TopicMessageFrame} message
+ * @returns {void}
  */
 
 /**
@@ -164,11 +210,14 @@ export const MAX_TOPICS_PER_FRAME = 50;
 
 /**
  * The subset of the browser's WebSocket the client uses; tests pass a fake.
+ * The handlers take `any`: each implementation (the DOM's, the ws
+ * package's) types its own events, which a narrower type here would refuse.
+ * The client reads ev.data of a message and ev.code, ev.reason of a close.
  * @typedef {{
  *   readonly readyState: number,
  *   onopen: ((ev: any) => void) | null,
- *   onmessage: ((ev: { data: unknown }) => void) | null,
- *   onclose: ((ev: { code: number, reason: string }) => void) | null,
+ *   onmessage: ((ev: any) => void) | null,
+ *   onclose: ((ev: any) => void) | null,
  *   onerror: ((ev: any) => void) | null,
  *   send(data: string): void,
  *   close(code?: number, reason?: string): void,
@@ -190,7 +239,11 @@ export const MAX_TOPICS_PER_FRAME = 50;
  *   progress (a message that arrived after it is held meanwhile) before the
  *   client asks the server for the missing ones, and then before it gives
  *   up on them. Default 1 s.
- * @property {SocketConstructor} [WebSocket] Defaults to globalThis.WebSocket.
+ * @property {number} [publishTimeoutMs] How long publish() waits for the
+ *   server's answer before it rejects (code "timeout"). Default 10 s.
+ * @property {SocketConstructor} [WebSocket] The WebSocket implementation:
+ *   globalThis.WebSocket by default; under Node 20, which has none, the
+ *   ws package's.
  * @property {() => number} [random] Jitter source in [0, 1); Math.random.
  */
 
@@ -204,6 +257,12 @@ export const ErrorCode = Object.freeze({
   INVALID_TOPIC: "invalid_topic",
   /** The WebSocket URL cannot be used. */
   BAD_URL: "bad_url",
+  /** publish() while the connection is not open: nothing was sent. */
+  NOT_CONNECTED: "not_connected",
+  /** The connection closed before the server answered a publish: it may or may not have been published. */
+  CONNECTION_LOST: "connection_lost",
+  /** No answer to a publish within publishTimeoutMs: it may or may not have been published. */
+  TIMEOUT: "timeout",
 });
 
 /** An error frame from the server, or a problem the client ran into. */
@@ -304,10 +363,22 @@ export function parseFrame(raw) {
       return m;
     }
     case "error":
-      if (typeof v.code === "string" && typeof v.message === "string") {
-        return { type: "error", code: v.code, message: v.message };
+      if (typeof v.code === "string" && typeof v.message === "string" && (v.ref === undefined || typeof v.ref === "string")) {
+        /** @type {ErrorFrame} */
+        const e = { type: "error", code: v.code, message: v.message };
+        if (v.ref !== undefined) {
+          e.ref = /** @type {string} */ (v.ref);
+        }
+        return e;
       }
       return unexpected("error without code and message");
+    case "published": {
+      const { topic, id, offset, epoch, ref } = v;
+      if (typeof topic !== "string" || typeof id !== "string" || typeof ref !== "string" || !isPosition({ epoch, offset }) || offset === 0) {
+        return unexpected("published without topic, id, ref and a position");
+      }
+      return { type: "published", topic, id, offset: /** @type {number} */ (offset), epoch: /** @type {string} */ (epoch), ref };
+    }
     case "disconnect": {
       // Absent fields take their protobuf defaults: a server that leaves
       // out a false reconnect or an empty reason still means them.
@@ -339,15 +410,18 @@ export function backoffDelay(attempt, { initialMs, maxMs }, random) {
  * Throws a GatewayError naming the first invalid topic, so that a bad name
  * never enters the set the client resubscribes on every reconnect.
  * @param {string | string[]} topics
+ * @param {boolean} patterns whether "*" and "{topic}.*" are allowed too
  * @returns {string[]}
  */
-function checkTopics(topics) {
+function checkTopics(topics, patterns) {
   const list = typeof topics === "string" ? [topics] : [...topics];
   for (const t of list) {
-    if (typeof t !== "string" || !TOPIC_PATTERN.test(t)) {
+    const name = patterns && typeof t === "string" && t.endsWith(".*") ? t.slice(0, -2) : t;
+    if (typeof t !== "string" || !(TOPIC_PATTERN.test(name) || (patterns && t === "*"))) {
       throw new GatewayError(
         ErrorCode.INVALID_TOPIC,
-        `invalid topic ${JSON.stringify(t)}: use 1 to 128 letters, digits and . _ : - (not starting with a symbol)`,
+        `invalid topic ${JSON.stringify(t)}: use 1 to 128 letters, digits and . _ : - (not starting with a symbol)` +
+          (patterns ? `, or "*", or such a name followed by ".*"` : ""),
       );
     }
   }
@@ -390,8 +464,19 @@ export class GatewayClient {
   #attempt = 0;
   /** @type {Map<string, boolean>} topic → confirmed on this connection */
   #topics = new Map();
-  /** @type {Map<string, Stream>} topic → its stream, for every topic held; kept across reconnects */
+  /** @type {Map<string, Stream>} topic → its stream, for every topic (not pattern) held; kept across reconnects */
   #streams = new Map();
+  /**
+   * @type {Map<string, Set<{ handler: TopicHandler | undefined, seq: number }>>}
+   * topic or pattern → the subscribe() calls holding it (seq numbers them
+   * in call order), each with its handler if it has one; a topic is in
+   * #topics exactly while it has a hold
+   */
+  #holds = new Map();
+  #lastHold = 0;
+  /** @type {Map<string, { resolve: (p: Published) => void, reject: (e: GatewayError) => void, timer: ReturnType<typeof setTimeout> }>} ref → a publish awaiting its answer */
+  #pending = new Map();
+  #lastRef = 0;
   /** @type {{ [K in keyof EventMap]: Set<(value: EventMap[K]) => void> }} */
   #listeners = {
     message: new Set(),
@@ -417,6 +502,7 @@ export class GatewayClient {
       initialMs: options.initialBackoffMs ?? 500,
       maxMs: options.maxBackoffMs ?? 30_000,
       gapTimeoutMs: options.gapTimeoutMs ?? 1000,
+      publishTimeoutMs: options.publishTimeoutMs ?? 10_000,
       WebSocket: options.WebSocket ?? /** @type {SocketConstructor} */ (globalThis.WebSocket),
       random: options.random ?? Math.random,
     };
@@ -469,36 +555,109 @@ export class GatewayClient {
   }
 
   /**
-   * Subscribes to topics, now if connected and again after every reconnect.
+   * Subscribes to topics or patterns, now if connected and again after
+   * every reconnect. A pattern is "*" (every topic) or a topic name
+   * followed by ".*" (every topic under that name and a dot); its messages
+   * name their own topic. With a handler, the handler gets every message
+   * whose topic matches (matchTopic), besides the "message" event.
    * Throws a GatewayError (code "invalid_topic") for an invalid name and
    * then subscribes to none of them.
-   * @param {string | string[]} topics
+   *
+   * Each message is ordered and recovered by its own topic's position, so
+   * only topics subscribed by name are: a message that only a pattern
+   * brought passes straight through, as does what a pattern missed while
+   * away.
+   * @param {string | string[]} topics a topic, a pattern, or a list of them
+   * @param {TopicHandler} [handler]
+   * @returns {() => void} undoes this call (once): drops its handler, and
+   *   unsubscribes from each of its topics that no other call holds
    */
-  subscribe(topics) {
-    const list = checkTopics(topics);
+  subscribe(topics, handler) {
+    const list = checkTopics(topics, true);
+    const hold = { handler, seq: ++this.#lastHold };
     for (const t of list) {
       if (!this.#topics.has(t)) {
         this.#topics.set(t, false);
-        this.#streams.set(t, { pos: null, held: new Map(), latest: 0, timer: undefined, asked: null, retired: new Set() });
+        this.#holds.set(t, new Set());
+        if (!isPattern(t)) {
+          this.#streams.set(t, { pos: null, held: new Map(), latest: 0, timer: undefined, asked: null, retired: new Set() });
+        }
       }
+      this.#holds.get(t)?.add(hold);
     }
     this.#emit("subscriptions", this.subscriptions);
     this.#sendTopics("subscribe", list);
+    return () => {
+      const released = list.filter((t) => {
+        const holds = this.#holds.get(t);
+        return holds !== undefined && holds.delete(hold) && holds.size === 0;
+      });
+      if (released.length > 0) {
+        this.unsubscribe(released);
+      }
+    };
   }
 
   /**
-   * Stops receiving topics and forgets them, positions included.
+   * Stops receiving topics or patterns and forgets them, positions and
+   * handlers included, whichever subscribe() calls held them.
    * @param {string | string[]} topics
    */
   unsubscribe(topics) {
-    const list = checkTopics(topics);
+    const list = checkTopics(topics, true);
     for (const t of list) {
       this.#topics.delete(t);
+      this.#holds.delete(t);
       clearTimeout(this.#streams.get(t)?.timer);
       this.#streams.delete(t);
     }
     this.#emit("subscriptions", this.subscriptions);
     this.#sendTopics("unsubscribe", list);
+  }
+
+  /**
+   * Publishes a message to a topic over this connection; it is fanned out
+   * like a backend's, to this client too if subscribed. Resolves with the
+   * message's id and position once the server has stored it. Rejects with
+   * a GatewayError: the server's code ("forbidden", "rate_limited",
+   * "invalid_topic", "bad_request"), or the client's: "invalid_topic" and
+   * "not_connected" (nothing was sent), "connection_lost" and "timeout"
+   * (no answer came: the message may or may not have been published).
+   * @param {string} topic a topic, not a pattern
+   * @param {JSONValue} data
+   * @param {Record<string, string>} [attributes]
+   * @returns {Promise<Published>}
+   */
+  publish(topic, data, attributes) {
+    try {
+      checkTopics(topic, false);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.#ws?.readyState !== OPEN) {
+      return Promise.reject(new GatewayError(ErrorCode.NOT_CONNECTED, `cannot publish to ${topic}: not connected (${this.#status.state})`));
+    }
+    // Refs only need to tell apart the publishes awaiting an answer on one connection.
+    const ref = `p${++this.#lastRef}`;
+    /** @type {PublishRequest} */
+    const frame = { action: "publish", topic, data, ref };
+    if (attributes !== undefined) {
+      frame.attributes = attributes;
+    }
+    let text;
+    try {
+      text = JSON.stringify(frame);
+    } catch (err) {
+      return Promise.reject(new GatewayError("bad_request", `cannot publish to ${topic}: ${errorText(err)}`));
+    }
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#pending.delete(ref);
+        reject(new GatewayError(ErrorCode.TIMEOUT, `no answer to the publish to ${topic} within ${this.#opts.publishTimeoutMs / 1000} s: it may or may not have been published`));
+      }, this.#opts.publishTimeoutMs);
+      this.#pending.set(ref, { resolve, reject, timer });
+      this.#ws?.send(text);
+    });
   }
 
   /** Closes the connection for good (until connect()); subscriptions are kept for it. */
@@ -566,6 +725,12 @@ export class GatewayClient {
       ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
     }
     this.#ws = null;
+    // Their answers would have come on this socket; the next one cannot say.
+    for (const [ref, p] of this.#pending) {
+      this.#pending.delete(ref);
+      clearTimeout(p.timer);
+      p.reject(new GatewayError(ErrorCode.CONNECTION_LOST, "the connection closed before the server answered the publish: it may or may not have been published"));
+    }
     let changed = false;
     for (const [t, active] of this.#topics) {
       changed ||= active;
@@ -632,9 +797,28 @@ export class GatewayClient {
       case "message":
         this.#onMessage(frame);
         break;
-      case "error":
-        this.#emit("error", new GatewayError(frame.code, frame.message, raw));
+      case "error": {
+        // An answer to a publish goes to its promise only.
+        const p = frame.ref === undefined ? undefined : this.#pending.get(frame.ref);
+        const err = new GatewayError(frame.code, frame.message, raw);
+        if (p && frame.ref !== undefined) {
+          this.#pending.delete(frame.ref);
+          clearTimeout(p.timer);
+          p.reject(err);
+        } else {
+          this.#emit("error", err);
+        }
         break;
+      }
+      case "published": {
+        const p = this.#pending.get(frame.ref);
+        if (p) {
+          this.#pending.delete(frame.ref);
+          clearTimeout(p.timer);
+          p.resolve({ topic: frame.topic, id: frame.id, offset: frame.offset, epoch: frame.epoch });
+        }
+        break; // otherwise its publish timed out: the promise has said so
+      }
       case "disconnect":
         this.#disconnected(frame);
         break;
@@ -729,7 +913,7 @@ export class GatewayClient {
     }
     const s = this.#streams.get(m.topic);
     if (m.offset === undefined || m.epoch === undefined || !s) {
-      this.#emit("message", m); // no position (or a topic no longer held): nothing to order it by
+      this.#deliver(m); // no position (or a topic held only by a pattern, or no longer held): nothing to order it by
       return;
     }
     const pm = /** @type {PositionedMessage} */ (m);
@@ -772,7 +956,7 @@ export class GatewayClient {
       for (let m = s.held.get(s.pos.offset + 1); m; m = s.held.get(s.pos.offset + 1)) {
         s.held.delete(m.offset);
         s.pos = { epoch: s.pos.epoch, offset: m.offset };
-        this.#emit("message", m);
+        this.#deliver(m);
         if (this.#streams.get(topic) !== s || !this.#recoveryDone(topic, s)) {
           return; // a listener unsubscribed
         }
@@ -878,7 +1062,7 @@ export class GatewayClient {
           return;
         }
         s.pos = { epoch: m.epoch, offset: m.offset };
-        this.#emit("message", m);
+        this.#deliver(m);
       }
       if (this.#streams.get(topic) !== s) {
         return;
@@ -934,6 +1118,41 @@ export class GatewayClient {
       return true;
     }
     return false;
+  }
+
+  /**
+   * Hands a message to the app: the "message" event, then every handler
+   * whose topic or pattern matches, each once however many of its
+   * subscriptions match, in the order they were first subscribed.
+   * @param {MessageFrame} m
+   */
+  #deliver(m) {
+    this.#emit("message", m);
+    if (m.topic === undefined) {
+      return;
+    }
+    /** @type {Map<TopicHandler, number>} handler → its first subscribe's seq */
+    const matched = new Map();
+    for (const [t, holds] of this.#holds) {
+      if (matchTopic(t, m.topic)) {
+        for (const { handler, seq } of holds) {
+          const first = handler && matched.get(handler);
+          if (handler && (first === undefined || seq < first)) {
+            matched.set(handler, seq);
+          }
+        }
+      }
+    }
+    const handlers = [...matched].sort((a, b) => a[1] - b[1]).map(([h]) => h);
+    for (const handler of handlers) {
+      try {
+        handler(m);
+      } catch (err) {
+        setTimeout(() => {
+          throw err;
+        }, 0);
+      }
+    }
   }
 
   /** @param {Status} status */

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 
-import { GatewayClient, GatewayError, backoffDelay, parseFrame, MAX_TOPICS_PER_FRAME } from "../static/wsgateway.js";
+import { GatewayClient, GatewayError, backoffDelay, parseFrame, matchTopic, MAX_TOPICS_PER_FRAME } from "../static/wsgateway.js";
 
 /** A WebSocket the test plays the server of. */
 class FakeSocket {
@@ -749,4 +749,234 @@ test("a user's message is delivered at once with its user, outside every topic's
   assert.deepEqual(events.slice(2), ["message a 46", "message a 47", "message alice 4"]);
   tick(10_000);
   assert.equal(socket.sent.length, 1, `a user message was taken for a gap: ${JSON.stringify(socket.sent)}`);
+});
+
+// Patterns and handlers. The server sends a message once per connection
+// however many of its subscriptions match; the client hands it to every
+// handler whose topic or pattern matches, each once.
+
+test("matchTopic matches as the server does", () => {
+  for (const [pattern, topic, want] of [
+    ["*", "a", true],
+    ["*", "a.b.c", true],
+    ["a.*", "a.b", true],
+    ["a.*", "a.b.c", true],
+    ["a.*", "a", false],
+    ["a.*", "ab.c", false],
+    ["a.*", "b.a.c", false],
+    ["a.b.*", "a.b.c", true],
+    ["a.b.*", "a.bc", false],
+    ["a.b", "a.b", true],
+    ["a.b", "a.b.c", false],
+    ["a", "a.b", false],
+  ]) {
+    assert.equal(matchTopic(pattern, topic), want, `${pattern} ~ ${topic}`);
+  }
+});
+
+test("patterns are subscribed as given; invalid ones are refused", (t) => {
+  const { client } = setup(t);
+  client.connect();
+  FakeSocket.last.accept();
+  client.subscribe(["*", "orders.*", "a.b:c.*"]);
+  assert.deepEqual(FakeSocket.last.sent, [{ action: "subscribe", topics: ["*", "orders.*", "a.b:c.*"] }]);
+  for (const bad of ["**", "orders*", "orders.**", ".*", "*.orders", "-x.*", "a.*.b"]) {
+    assert.throws(
+      () => client.subscribe(bad),
+      (err) => err instanceof GatewayError && err.code === "invalid_topic",
+      bad,
+    );
+  }
+  assert.equal(FakeSocket.last.sent.length, 1);
+});
+
+test("each handler gets the messages its topic or pattern matches, once each", (t) => {
+  const { client } = setup(t);
+  const got = [];
+  const handler = (name) => (m) => got.push(`${name} ${m.topic} ${m.data}`);
+  client.subscribe("chat.*", handler("chat.*"));
+  client.subscribe("chat.r1", handler("chat.r1"));
+  client.subscribe("*", handler("*"));
+  const both = handler("both");
+  client.subscribe(["chat.r1", "chat.*"], both); // one handler on two matching subscriptions
+  client.connect();
+  const socket = FakeSocket.last;
+  socket.accept();
+  socket.deliver({ type: "subscribed", topics: ["chat.*", "chat.r1", "*"] });
+  for (const [topic, data] of [["chat.r1", 1], ["chat.r2.x", 2], ["chat", 3], ["other", 4]]) {
+    socket.deliver({ type: "message", topic, id: `m${data}`, data, publishTime: "t" });
+  }
+  assert.deepEqual(got, [
+    "chat.* chat.r1 1",
+    "chat.r1 chat.r1 1",
+    "* chat.r1 1",
+    "both chat.r1 1",
+    "chat.* chat.r2.x 2",
+    "* chat.r2.x 2",
+    "both chat.r2.x 2",
+    "* chat 3",
+    "* other 4",
+  ]);
+});
+
+test("a handler follows its topic's order: duplicates dropped, gaps waited for", (t) => {
+  const { client } = streaming(t, { a: 45 });
+  const got = [];
+  client.subscribe("a", (m) => got.push(m.offset));
+  const socket = FakeSocket.last;
+  for (const offset of [47, 46, 46, 48]) {
+    socket.deliver(msg("a", offset));
+  }
+  assert.deepEqual(got, [46, 47, 48]);
+});
+
+test("a subscribe's undo drops its handler, and unsubscribes only what nothing else holds", (t) => {
+  const { client } = setup(t);
+  const got = [];
+  const stopA = client.subscribe(["a", "b.*"], (m) => got.push(`A ${m.topic}`));
+  const stopB = client.subscribe("a", (m) => got.push(`B ${m.topic}`));
+  client.connect();
+  const socket = FakeSocket.last;
+  socket.accept();
+  socket.deliver({ type: "subscribed", topics: ["a", "b.*"] });
+  socket.sent.length = 0;
+
+  stopA();
+  stopA(); // once only: it must not release B's hold
+  assert.deepEqual(socket.sent, [{ action: "unsubscribe", topics: ["b.*"] }], "a is still held by B");
+  assert.deepEqual(client.subscriptions, [{ topic: "a", active: true }]);
+  socket.deliver({ type: "message", topic: "a", id: "m1", data: 1, publishTime: "t" });
+  assert.deepEqual(got, ["B a"]);
+
+  stopB();
+  assert.deepEqual(socket.sent.at(-1), { action: "unsubscribe", topics: ["a"] });
+  assert.deepEqual(client.subscriptions, []);
+
+  // unsubscribe() lets go of a topic whoever holds it, handlers and all.
+  client.subscribe("c", (m) => got.push(`C ${m.topic}`));
+  client.unsubscribe("c");
+  socket.deliver({ type: "message", topic: "c", id: "m2", data: 2, publishTime: "t" });
+  assert.deepEqual(got, ["B a"]);
+});
+
+// Publishing from the client: each publish is a frame with a ref of its
+// own; the server's answer (published, or an error) echoes it.
+
+/** A client connected and open, with no topics. */
+function open(t, options) {
+  const s = setup(t, options);
+  s.client.connect();
+  FakeSocket.last.accept();
+  return { ...s, socket: FakeSocket.last };
+}
+
+test("publish sends a frame with a ref and resolves with the published answer of that ref", async (t) => {
+  const { client, socket } = open(t);
+  const first = client.publish("chat.r1", { text: "hi" }, { lang: "en" });
+  const second = client.publish("chat.r1", [1, 2]);
+  assert.equal(socket.sent.length, 2);
+  const [f1, f2] = socket.sent;
+  assert.deepEqual({ ...f1, ref: undefined }, { action: "publish", topic: "chat.r1", data: { text: "hi" }, attributes: { lang: "en" }, ref: undefined });
+  assert.deepEqual({ ...f2, ref: undefined }, { action: "publish", topic: "chat.r1", data: [1, 2], ref: undefined });
+  assert.ok(typeof f1.ref === "string" && f1.ref !== f2.ref && /^[\x21-\x7e]{1,64}$/.test(f1.ref), `refs ${f1.ref}, ${f2.ref}`);
+
+  // Answered out of order: each promise takes the answer carrying its ref.
+  socket.deliver({ type: "published", topic: "chat.r1", id: "id2", offset: 8, epoch: "E", ref: f2.ref });
+  socket.deliver({ type: "published", topic: "chat.r1", id: "id1", offset: 7, epoch: "E", ref: f1.ref });
+  assert.deepEqual(await first, { topic: "chat.r1", id: "id1", offset: 7, epoch: "E" });
+  assert.deepEqual(await second, { topic: "chat.r1", id: "id2", offset: 8, epoch: "E" });
+});
+
+test("an error answering a publish rejects that publish only, with the server's code", async (t) => {
+  const { client, socket, seen } = open(t);
+  const codes = ["forbidden", "rate_limited", "invalid_topic", "bad_request"];
+  const publishes = codes.map((_, i) => client.publish(`t${i}`, i));
+  const kept = client.publish("kept", 0);
+  // An error without a ref, or with another, answers something else: it is an error event.
+  socket.deliver({ type: "error", code: "bad_request", message: "unrelated" });
+  socket.deliver({ type: "error", code: "forbidden", message: "someone else's", ref: "not-ours" });
+  codes.forEach((code, i) => socket.deliver({ type: "error", code, message: `no ${i}`, ref: socket.sent[i].ref }));
+  for (const [i, p] of publishes.entries()) {
+    await assert.rejects(p, (err) => err instanceof GatewayError && err.code === codes[i] && err.message === `no ${i}`);
+  }
+  assert.deepEqual(seen.error.map((e) => e.message), ["unrelated", "someone else's"]);
+  socket.deliver({ type: "published", topic: "kept", id: "k", offset: 1, epoch: "E", ref: socket.sent.at(-1).ref });
+  assert.equal((await kept).id, "k");
+});
+
+test("a dropped connection rejects every publish awaiting an answer; a late answer changes nothing", async (t) => {
+  const { client, socket, tick } = open(t);
+  const p1 = client.publish("a", 1);
+  const p2 = client.publish("b", 2);
+  const refs = socket.sent.map((f) => f.ref);
+  socket.drop(1006);
+  for (const p of [p1, p2]) {
+    await assert.rejects(p, (err) => err instanceof GatewayError && err.code === "connection_lost" && /may or may not/.test(err.message));
+  }
+  tick(client.status.retryInMs);
+  const next = FakeSocket.last;
+  next.accept();
+  const p3 = client.publish("c", 3);
+  assert.ok(!refs.includes(next.sent.at(-1).ref), "a ref was reused");
+  next.deliver({ type: "published", topic: "c", id: "c1", offset: 1, epoch: "E", ref: next.sent.at(-1).ref });
+  assert.equal((await p3).id, "c1");
+});
+
+test("close and a server's disconnect reject pending publishes too", async (t) => {
+  const { client, socket } = open(t);
+  const closed = client.publish("a", 1);
+  client.close();
+  await assert.rejects(closed, { code: "connection_lost" });
+
+  client.connect();
+  FakeSocket.last.accept();
+  const disconnected = client.publish("a", 2);
+  FakeSocket.last.deliver({ type: "disconnect", reason: "bye", reconnect: true });
+  await assert.rejects(disconnected, { code: "connection_lost" });
+  assert.notEqual(FakeSocket.last, socket);
+});
+
+test("publish rejects without sending: not connected, a pattern or an invalid topic", async (t) => {
+  const { client } = setup(t);
+  await assert.rejects(client.publish("a", 1), { code: "not_connected" });
+  client.connect();
+  await assert.rejects(client.publish("a", 1), { code: "not_connected" }, "still connecting");
+  FakeSocket.last.accept();
+  for (const bad of ["a.*", "*", "has space", ""]) {
+    await assert.rejects(client.publish(bad, 1), { code: "invalid_topic" }, bad);
+  }
+  await assert.rejects(client.publish("a", { n: 1n }), { code: "bad_request" }, "not JSON");
+  assert.deepEqual(FakeSocket.last.sent, []);
+});
+
+test("a publish left unanswered rejects after publishTimeoutMs", async (t) => {
+  const { client, socket, tick, seen } = open(t, { publishTimeoutMs: 2000 });
+  let settled = false;
+  const p = client.publish("a", 1);
+  p.catch(() => {}).finally(() => (settled = true));
+  tick(1999);
+  await Promise.resolve();
+  assert.equal(settled, false, "rejected before the timeout");
+  tick(1);
+  await assert.rejects(p, (err) => err.code === "timeout" && /may or may not/.test(err.message));
+  // Its answer, now late, is neither an error nor a message.
+  socket.deliver({ type: "published", topic: "a", id: "x", offset: 1, epoch: "E", ref: socket.sent[0].ref });
+  assert.deepEqual(seen.error, []);
+  assert.equal(client.status.state, "open");
+});
+
+test("parseFrame decodes published answers and error refs, and refuses malformed ones", () => {
+  assert.deepEqual(parseFrame('{"type":"published","topic":"a","id":"i","offset":3,"epoch":"E","ref":"r"}'), {
+    type: "published", topic: "a", id: "i", offset: 3, epoch: "E", ref: "r",
+  });
+  assert.deepEqual(parseFrame('{"type":"error","code":"forbidden","message":"m","ref":"r"}'), { type: "error", code: "forbidden", message: "m", ref: "r" });
+  for (const raw of [
+    '{"type":"published","topic":"a","id":"i","offset":3,"epoch":"E"}',
+    '{"type":"published","topic":"a","id":"i","offset":"3","epoch":"E","ref":"r"}',
+    '{"type":"published","topic":"a","id":"i","offset":0,"epoch":"E","ref":"r"}',
+    '{"type":"published","id":"i","offset":3,"epoch":"E","ref":"r"}',
+    '{"type":"error","code":"forbidden","message":"m","ref":7}',
+  ]) {
+    assert.ok(parseFrame(raw) instanceof GatewayError, raw);
+  }
 });
