@@ -56,6 +56,9 @@ type Grant struct {
 	// Topics are topic names and "prefix*" patterns (see allowed); nil
 	// grants every topic.
 	Topics []string
+	// Publish are the topics the connection may publish to, as Topics;
+	// nil grants every topic.
+	Publish []string
 }
 
 // Routes answers API Gateway's WebSocket routes. Frames the client got wrong
@@ -165,7 +168,7 @@ func (r *Routes) Connect(ctx context.Context, req events.APIGatewayWebsocketProx
 			log.InfoContext(ctx, "connection refused: the token's sub is not a valid user id", "err", err)
 			return status(http.StatusUnauthorized), nil
 		}
-		c.Subject, c.AllowedTopics = g.Subject, g.Topics
+		c.Subject, c.AllowedTopics, c.PublishTopics = g.Subject, g.Topics, g.Publish
 	}
 	if err := r.Store.PutConnection(ctx, c); err != nil {
 		log.ErrorContext(ctx, "record connection", "err", err)

@@ -26,7 +26,12 @@ func tokenAuth(tokens *auth.Tokens) func(context.Context, events.APIGatewayWebso
 			// mean every topic.
 			topics = []string{}
 		}
-		return Grant{Subject: c.Subject, Topics: topics}, nil
+		publish := c.Publish
+		if publish == nil {
+			// Nor does one without a publish claim grant any publish.
+			publish = []string{}
+		}
+		return Grant{Subject: c.Subject, Topics: topics, Publish: publish}, nil
 	}
 }
 
