@@ -8,6 +8,7 @@ package assembly
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 
@@ -70,6 +71,9 @@ type Gateway struct {
 	Fanout  *fanout.Fanout
 	// Publish is the publish Lambda's handler.
 	Publish *handler.Publish
+	// clientPublish answers the publish route (a browser publishing),
+	// built with the routes, whose grants and deadline it shares.
+	clientPublish func() *handler.ClientPublish
 	// routes is built on first use: only the binaries that serve the
 	// WebSocket routes should warn that connect auth is off.
 	routes func() *handler.Routes
@@ -135,6 +139,17 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Gateway, error)
 		return r
 	})
 	g.Publish = handler.NewPublish(g.Fanout, g.Log)
+	// A client's publish goes through the fan-out a backend's does; its
+	// rate is kept in the store, since on AWS each publish is an
+	// invocation of its own.
+	rates, ok := g.Store.(store.RateLimiter)
+	if !ok {
+		return nil, fmt.Errorf("assembly: store %T keeps no rate limits (store.RateLimiter)", g.Store)
+	}
+	limit := store.RateLimit{Rate: cfg.ClientPublishRate, Burst: cfg.ClientPublishBurst}
+	g.clientPublish = sync.OnceValue(func() *handler.ClientPublish {
+		return handler.NewClientPublish(g.Routes(), g.Fanout, rates, limit)
+	})
 
 	g.Publisher = publisher.Config{
 		// The store also answers History.
@@ -154,6 +169,10 @@ func New(ctx context.Context, cfg config.Config, opts Options) (*Gateway, error)
 // recovery. RouteTable maps route keys to them.
 func (g *Gateway) Routes() *handler.Routes { return g.routes() }
 
+// ClientPublish answers the publish route: browsers publishing to a topic
+// over their WebSocket, through the fan-out, within CLIENT_PUBLISH_RATE.
+func (g *Gateway) ClientPublish() *handler.ClientPublish { return g.clientPublish() }
+
 // RouteHandler answers one WebSocket route, as a Lambda function does.
 type RouteHandler func(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error)
 
@@ -167,6 +186,7 @@ func (g *Gateway) RouteTable() map[string]RouteHandler {
 		"$default":                r.Default,
 		wsproto.ActionSubscribe:   r.Subscribe,
 		wsproto.ActionUnsubscribe: r.Unsubscribe,
+		wsproto.ActionPublish:     g.ClientPublish().Handle,
 	}
 }
 

@@ -64,7 +64,7 @@ func TestRoutesAndPublishShareOneStack(t *testing.T) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	if want := []string{"$connect", "$default", "$disconnect", "subscribe", "unsubscribe"}; !slices.Equal(keys, want) {
+	if want := []string{"$connect", "$default", "$disconnect", "publish", "subscribe", "unsubscribe"}; !slices.Equal(keys, want) {
 		t.Fatalf("route keys = %q, want %q", keys, want)
 	}
 	if reply := assembly.MockRoutes()["ping"]; !strings.Contains(reply, "pong") {
@@ -96,6 +96,18 @@ func TestRoutesAndPublishShareOneStack(t *testing.T) {
 	mgmt.mu.Unlock()
 	if !strings.Contains(got, `"hello":"world"`) {
 		t.Errorf("conn-1 was posted %q, want the message", got)
+	}
+	// A client's publish, through the route table, goes through the same
+	// fan-out: the topic's stream continues at offset 2.
+	resp, err := table["publish"](ctx, event("publish", `{"action":"publish","topic":"news","data":"from a client","ref":"c"}`))
+	if err != nil || !strings.Contains(resp.Body, `"type":"published"`) || !strings.Contains(resp.Body, `"offset":2`) {
+		t.Errorf("publish route = %q, %v; want published at offset 2", resp.Body, err)
+	}
+	mgmt.mu.Lock()
+	got = string(mgmt.posts["conn-1"])
+	mgmt.mu.Unlock()
+	if !strings.Contains(got, `"from a client"`) {
+		t.Errorf("conn-1 was posted %q, want the client's message", got)
 	}
 	if !strings.Contains(logs.String(), `"aws_request_id":"req-42"`) {
 		t.Errorf("no line of the invocation carries its AWS request id:\n%s", logs.String())
