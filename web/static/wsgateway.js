@@ -414,7 +414,7 @@ export function backoffDelay(attempt, { initialMs, maxMs }, random) {
  * @returns {string[]}
  */
 function checkTopics(topics, patterns) {
-  const list = typeof topics === "string" ? [topics] : [...topics];
+  const list = Array.isArray(topics) ? [...topics] : [topics]; // anything else, a string or not, is one name
   for (const t of list) {
     const name = patterns && typeof t === "string" && t.endsWith(".*") ? t.slice(0, -2) : t;
     if (typeof t !== "string" || !(TOPIC_PATTERN.test(name) || (patterns && t === "*"))) {

@@ -337,7 +337,7 @@ test("invalid topics are refused before anything is stored or sent", (t) => {
   const { client, seen } = setup(t);
   client.connect();
   FakeSocket.last.accept();
-  for (const bad of ["", "has space", "-lead", "x".repeat(129), ["ok", "bad/slash"], [42]]) {
+  for (const bad of ["", "has space", "-lead", "x".repeat(129), ["ok", "bad/slash"], [42], 42, null]) {
     assert.throws(
       () => client.subscribe(bad),
       (err) => err instanceof GatewayError && err.code === "invalid_topic",
