@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/wsgateway/wsgateway/internal/assembly"
@@ -28,6 +29,11 @@ var Settings = []string{
 	"HISTORY_TTL", "RECOVERY_MAX_MESSAGES",
 }
 
+// ClientPublishSettings are what the publish route's function reads
+// besides Settings: its connections' rate. No other function reads them,
+// so no other lists them.
+var ClientPublishSettings = []string{"CLIENT_PUBLISH_RATE", "CLIENT_PUBLISH_BURST"}
+
 // Load reads and validates the settings, plus whatever requirements the
 // function named name adds (e.g. config.Config.RequireAPIGW), and builds
 // wsgateway from them. It exits on any problem: a function that fails its
@@ -35,8 +41,19 @@ var Settings = []string{
 // failed every invocation would show up as client errors. Run by hand with
 // -h, it lists the settings and exits.
 func Load(name string, requirements ...func(config.Config) error) *assembly.Gateway {
+	return load(name, Settings, requirements)
+}
+
+// ClientPublish loads the publish route's function, which posts the
+// message to the topic's subscribers (APIGW_ENDPOINT is required) and
+// reads the client publish rate too, and returns its handler.
+func ClientPublish(name string) *handler.ClientPublish {
+	return load(name, slices.Concat(Settings, ClientPublishSettings), []func(config.Config) error{config.Config.RequireAPIGW}).ClientPublish()
+}
+
+func load(name string, settings []string, requirements []func(config.Config) error) *assembly.Gateway {
 	flags := flag.NewFlagSet(name, flag.ExitOnError)
-	flags.Usage = func() { fmt.Fprint(flags.Output(), config.Usage(name, Settings...)) }
+	flags.Usage = func() { fmt.Fprint(flags.Output(), config.Usage(name, settings...)) }
 	flags.Parse(os.Args[1:])
 
 	log := NewLogger(os.Stderr)
