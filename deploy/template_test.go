@@ -45,11 +45,12 @@ const (
 
 // routeKeys is the WebSocket route each Lambda answers; publish has none.
 var routeKeys = map[string]string{
-	"connect":     "$connect",
-	"disconnect":  "$disconnect",
-	"default":     "$default",
-	"subscribe":   wsproto.ActionSubscribe,
-	"unsubscribe": wsproto.ActionUnsubscribe,
+	"connect":       "$connect",
+	"disconnect":    "$disconnect",
+	"default":       "$default",
+	"subscribe":     wsproto.ActionSubscribe,
+	"unsubscribe":   wsproto.ActionUnsubscribe,
+	"clientpublish": wsproto.ActionPublish,
 }
 
 // grants maps an IAM action to the resources it is allowed on.

@@ -318,6 +318,36 @@ func TestAWSCalls(t *testing.T) {
 		record("disconnect", p, nil)
 	})
 
+	// The publish route, as lambdas/clientpublish wires it: the routes'
+	// grant check, the store's rate limit and the fan-out, over the same
+	// table; every path: published (to one that takes it and one gone),
+	// refused for its content, its grant and its rate, and unregistered.
+	t.Run("clientpublish", func(t *testing.T) {
+		p := newPrincipal()
+		mgmt := newManagementAPI(t)
+		f := fanout.New(p.store, apigw.New(p.cfg, mgmt.URL+"/prod"), fanout.Options{Logger: discard(), Streams: p.store, HistoryTTL: 5 * time.Minute})
+		h := NewClientPublish(routes(p), f, p.store, store.RateLimit{Rate: 0.001, Burst: 1})
+		connect("cpub-1", nil, "chat.1")
+		connect("gone-cpub", nil, "chat.1")
+		if err := setup.PutConnection(ctx, store.Connection{ID: "cpub-2", PublishTopics: []string{"chat.*"}}); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := h.Handle(ctx, ws("cpub-1", "publish", `{"action":"publish","topic":"chat.1","data":1}`))
+		wantFrame("publish", resp, err, wsproto.TypePublished, "")
+		resp, err = h.Handle(ctx, ws("cpub-1", "publish", `{"action":"publish","topic":"chat.1","data":2}`))
+		wantFrame("past the rate", resp, err, wsproto.TypeError, wsproto.CodeRateLimited)
+		resp, err = h.Handle(ctx, ws("cpub-2", "publish", `{"action":"publish","topic":"news","data":1}`))
+		wantFrame("outside the grant", resp, err, wsproto.TypeError, wsproto.CodeForbidden)
+		resp, err = h.Handle(ctx, ws("cpub-2", "publish", `{"action":"publish","topic":"chat.*","data":1}`))
+		wantFrame("a pattern", resp, err, wsproto.TypeError, wsproto.CodeInvalidTopic)
+		resp, err = h.Handle(ctx, ws("cpub-9", "publish", `{"action":"publish","topic":"chat.1","data":1}`))
+		wantFrame("unregistered", resp, err, wsproto.TypeError, wsproto.CodeBadRequest)
+		if _, err := setup.GetConnection(ctx, "gone-cpub"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("gone connection still recorded (%v)", err)
+		}
+		record("clientpublish", p, mgmt)
+	})
+
 	t.Run("publish", func(t *testing.T) {
 		p := newPrincipal()
 		mgmt := newManagementAPI(t)
