@@ -152,7 +152,8 @@ type Observer interface {
 	// PublishDone reports every Publish call: what it returned and how long
 	// it took.
 	PublishDone(res Result, err error, d time.Duration)
-	// LookupDone reports one read of a page of subscribers.
+	// LookupDone reports one read of a page of subscribers (of a topic,
+	// or of a pattern that matches it) or of a user's connections.
 	LookupDone(d time.Duration)
 	// Retry reports a post about to be tried again.
 	Retry()
@@ -273,7 +274,10 @@ func checkIdempotencyKey(key string) error {
 	return nil
 }
 
-// Publish posts m to every subscriber of its topic and counts the outcomes.
+// Publish posts m to every subscriber of its topic, and of every pattern
+// that matches it (wsproto.MatchingPatterns), and counts the outcomes: a
+// connection subscribed to the topic and to patterns gets the message once
+// and is counted once.
 //
 // With Options.Streams, the message first takes its topic's next position,
 // which its envelope carries, and is retained for HistoryTTL. A message
@@ -471,10 +475,9 @@ func (f *Fanout) settleKey(ctx context.Context, log *slog.Logger, scope, key str
 	}
 }
 
-// lookup reads one page of recipients.
+// lookup reads one page of recipients. The Observer hears of each store
+// read it makes (a topic's page may take one per matching pattern).
 func (f *Fanout) lookup(ctx context.Context, to recipients, pageToken string) (page, error) {
-	start := time.Now()
-	defer func() { f.opts.Observer.LookupDone(time.Since(start)) }()
 	return to.read(ctx, f.opts.PageSize, pageToken)
 }
 

@@ -39,10 +39,11 @@ type subs struct {
 	deleteErr error
 	users     map[string][]string // user id → connection ids
 
-	mu      sync.Mutex
-	reads   int
-	limits  []int
-	deleted []string
+	mu           sync.Mutex
+	reads        int // of the topic's own subscribers, and of users' connections
+	patternReads int
+	limits       []int
+	deleted      []string
 }
 
 func newSubs(topic string, n int) *subs {
@@ -56,6 +57,12 @@ func newSubs(topic string, n int) *subs {
 func (s *subs) Subscribers(ctx context.Context, topic string, limit int, pageToken string) (store.Page, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if topic != s.topic {
+		// The patterns the topic matches, which nobody holds here: read,
+		// but not what reads and failRead count.
+		s.patternReads++
+		return store.Page{}, ctx.Err()
+	}
 	s.reads++
 	s.limits = append(s.limits, limit)
 	if err := ctx.Err(); err != nil {
@@ -66,9 +73,6 @@ func (s *subs) Subscribers(ctx context.Context, topic string, limit int, pageTok
 			return store.Page{}, s.readErr
 		}
 		return store.Page{}, store.ErrUnavailable
-	}
-	if topic != s.topic {
-		return store.Page{}, nil
 	}
 	start := 0
 	if pageToken != "" {
