@@ -38,8 +38,8 @@ fuzz:
 
 # TOPICS is split into words but never globbed (set -f): TOPICS='*' and 'orders.*' are
 # patterns for the token, not file names.
-token: ## print a development connect token for TOPICS (default '*'), signed with CONNECT_TOKEN_SECRET
-	@set -f; go run ./cmd/token -sub "$${SUB:-dev}" $(or $(TOPICS),'*')
+token: ## print a development connect token for TOPICS (default '*') that may publish to PUBLISH (e.g. PUBLISH='chat.*'; default none), signed with CONNECT_TOKEN_SECRET
+	@set -f; go run ./cmd/token -sub "$${SUB:-dev}" -publish "$(PUBLISH)" $(or $(TOPICS),'*')
 
 test-load: node_modules/.package-lock.json ## the churn test: 2,000 WebSockets on DynamoDB (dynalite), nothing lost or leaked; CHURN_SEED=n replays a run
 	go vet -tags load ./internal/devstack/

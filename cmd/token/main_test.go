@@ -45,6 +45,14 @@ func runMain(t *testing.T, args string, env ...string) (code int, stdout, stderr
 // topicsClaim decodes a JWT's payload, unverified, for its topics.
 func topicsClaim(t *testing.T, jwt string) []string {
 	t.Helper()
+	topics, _ := claims(t, jwt)
+	return topics
+}
+
+// claims decodes a JWT's payload, unverified, for its topics and publish
+// claims.
+func claims(t *testing.T, jwt string) (topics, publish []string) {
+	t.Helper()
 	parts := strings.Split(strings.TrimSpace(jwt), ".")
 	if len(parts) != 3 {
 		t.Fatalf("not a JWT: %q", jwt)
@@ -53,11 +61,11 @@ func topicsClaim(t *testing.T, jwt string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var claims struct{ Topics []string }
-	if err := json.Unmarshal(payload, &claims); err != nil {
+	var c struct{ Topics, Publish []string }
+	if err := json.Unmarshal(payload, &c); err != nil {
 		t.Fatal(err)
 	}
-	return claims.Topics
+	return c.Topics, c.Publish
 }
 
 const goodSecret = "0123456789abcdef0123456789abcdef"
@@ -110,14 +118,16 @@ func TestMakeToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tt := range []struct {
-		topics string
-		want   []string
+		topics, publish   string
+		want, wantPublish []string
 	}{
-		{"*", []string{"*"}},
-		{"orders.* news", []string{"orders.*", "news"}},
-		{"", []string{"*"}}, // the default
+		{"*", "", []string{"*"}, nil},
+		{"orders.* news", "", []string{"orders.*", "news"}, nil},
+		{"", "", []string{"*"}, nil}, // the default
+		{"chat.*", "chat.*", []string{"chat.*"}, []string{"chat.*"}},
+		{"*", "chat.* news", []string{"*"}, []string{"chat.*", "news"}},
 	} {
-		cmd := exec.Command("make", "-s", "token", "TOPICS="+tt.topics)
+		cmd := exec.Command("make", "-s", "token", "TOPICS="+tt.topics, "PUBLISH="+tt.publish)
 		cmd.Dir = root
 		cmd.Env = append(os.Environ(), "CONNECT_TOKEN_SECRET="+goodSecret)
 		var stderr bytes.Buffer
@@ -126,8 +136,27 @@ func TestMakeToken(t *testing.T) {
 		if err != nil {
 			t.Fatalf("make token TOPICS=%q: %v\n%s", tt.topics, err, stderr.Bytes())
 		}
-		if got := topicsClaim(t, string(out)); !slices.Equal(got, tt.want) {
-			t.Errorf("make token TOPICS=%q: topics %q, want %q", tt.topics, got, tt.want)
+		topics, publish := claims(t, string(out))
+		if !slices.Equal(topics, tt.want) || !slices.Equal(publish, tt.wantPublish) {
+			t.Errorf("make token TOPICS=%q PUBLISH=%q: topics %q, publish %q; want %q, %q", tt.topics, tt.publish, topics, publish, tt.want, tt.wantPublish)
 		}
+	}
+}
+
+// -publish names what the connection may publish to, as the topics are
+// named; a pattern that is no topic or prefix is refused, and no token
+// printed.
+func TestPublishFlag(t *testing.T) {
+	t.Parallel()
+	code, stdout, stderr := runMain(t, "-publish chat.*,news orders.*", "CONNECT_TOKEN_SECRET="+goodSecret)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	if topics, publish := claims(t, stdout); !slices.Equal(topics, []string{"orders.*"}) || !slices.Equal(publish, []string{"chat.*", "news"}) {
+		t.Errorf("topics %q, publish %q; want [orders.*] and [chat.* news]", topics, publish)
+	}
+	code, stdout, stderr = runMain(t, "-publish a*b orders.*", "CONNECT_TOKEN_SECRET="+goodSecret)
+	if code == 0 || stdout != "" || !strings.Contains(stderr, "publish claim") {
+		t.Errorf("-publish a*b: exit %d, printed %q, stderr %q; want a failure naming the publish claim", code, stdout, stderr)
 	}
 }
