@@ -197,10 +197,11 @@ func (r *Routes) Disconnect(ctx context.Context, req events.APIGatewayWebsocketP
 	return status(http.StatusOK), nil
 }
 
-// Subscribe records the frame's topics for the connection, all or none:
-// one topic the connection may not have refuses the whole frame. The
-// answer carries each topic's latest position and, for a frame with
-// "recover", whether the client's missed messages reach it (recovered).
+// Subscribe records the frame's topics and patterns for the connection,
+// all or none: one the connection may not have refuses the whole frame.
+// The answer carries each topic's latest position (a pattern has none)
+// and, for a frame with "recover", whether the client's missed messages
+// reach it (recovered; always false for a pattern).
 //
 // The subscription is stored first, and the positions and history read
 // after: a message published in between is delivered live, replayed, or
@@ -218,7 +219,7 @@ func (r *Routes) Subscribe(ctx context.Context, req events.APIGatewayWebsocketPr
 		}
 		for _, t := range topics {
 			if !allowed(c.AllowedTopics, t) {
-				return nil, &wsproto.FrameError{Code: wsproto.CodeForbidden, Message: fmt.Sprintf("this connection may not subscribe to %q", t)}
+				return nil, forbidden(t)
 			}
 		}
 		if err := r.checkSubscriptionLimit(ctx, id, topics); err != nil {
@@ -229,14 +230,21 @@ func (r *Routes) Subscribe(ctx context.Context, req events.APIGatewayWebsocketPr
 		if err := r.Store.Subscribe(ctx, id, c.Subject, topics); err != nil {
 			return nil, err
 		}
-		// The counters outlive the history they number, so that History
-		// never holds offsets of an epoch the counter has forgotten.
-		latest, err := r.Store.Positions(ctx, topics, max(store.PositionKeep, r.HistoryTTL))
-		if err != nil {
-			return nil, err
+		// Only topics have positions: a pattern is never published to, and
+		// the topics it matches each have their own, which their messages
+		// carry.
+		streams := slices.DeleteFunc(slices.Clone(topics), wsproto.IsPattern)
+		positions := make(map[string]wsproto.Position, len(streams))
+		var latest map[string]store.Position
+		if len(streams) > 0 {
+			// The counters outlive the history they number, so that
+			// History never holds offsets of an epoch the counter has
+			// forgotten.
+			if latest, err = r.Store.Positions(ctx, streams, max(store.PositionKeep, r.HistoryTTL)); err != nil {
+				return nil, err
+			}
 		}
-		positions := make(map[string]wsproto.Position, len(topics))
-		for _, t := range topics {
+		for _, t := range streams {
 			p, ok := latest[t]
 			if !ok {
 				return nil, fmt.Errorf("store answered no position for topic %q", t)
@@ -254,6 +262,15 @@ func (r *Routes) Subscribe(ctx context.Context, req events.APIGatewayWebsocketPr
 	})
 }
 
+// forbidden refuses a subscription the connection's grant does not cover.
+func forbidden(name string) *wsproto.FrameError {
+	if wsproto.IsPattern(name) {
+		return &wsproto.FrameError{Code: wsproto.CodeForbidden, Message: fmt.Sprintf(
+			"this connection may not subscribe to pattern %q: that needs a grant covering every topic it matches (\"*\", or a prefix grant the pattern starts with)", name)}
+	}
+	return &wsproto.FrameError{Code: wsproto.CodeForbidden, Message: fmt.Sprintf("this connection may not subscribe to %q", name)}
+}
+
 // recoverConcurrency bounds the topics one subscribe recovers at once: each
 // holds up to RecoveryMaxMessages envelopes while it replays them.
 const recoverConcurrency = 4
@@ -269,6 +286,12 @@ func (r *Routes) recover(ctx context.Context, log *slog.Logger, id string, from,
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(recoverConcurrency)
 	for _, topic := range slices.Sorted(maps.Keys(from)) {
+		if wsproto.IsPattern(topic) {
+			// A pattern has no stream to replay: its topics' positions
+			// are theirs, which the client may recover by topic.
+			out[topic] = false
+			continue
+		}
 		g.Go(func() error {
 			ok, err := r.recoverTopic(gctx, log.With("topic", topic), id, topic, from[topic], latest[topic])
 			if err != nil {

@@ -181,14 +181,15 @@ func badRequest(msg string) *FrameError { return &FrameError{CodeBadRequest, msg
 type SubscribedFrame struct {
 	Type   string   `json:"type"`
 	Topics []string `json:"topics"`
-	// Positions holds every topic of the frame: its latest position when
+	// Positions holds every topic of the frame, not its patterns, which
+	// are never published to: its latest position when
 	// the subscription was stored (offset 0 when nothing was published in
 	// its epoch), so the client knows where it starts before its first
 	// message.
 	Positions map[string]Position `json:"positions"`
 	// Recovered answers each topic of the request's "recover": true when
 	// every message after the client's position reaches the connection,
-	// false when the client must resync. Absent when the request had no
+	// false when the client must resync (always, for a pattern). Absent when the request had no
 	// "recover" (nil), present even if empty when it had one.
 	Recovered map[string]bool `json:"recovered,omitzero"`
 }
