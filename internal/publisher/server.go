@@ -132,9 +132,11 @@ func (s *Service) Disconnect(ctx context.Context, req *wsgatewayv1.DisconnectReq
 	return &wsgatewayv1.DisconnectResponse{Disconnected: int32(n)}, nil
 }
 
-// CountSubscribers implements wsgateway.v1.PublisherService.
+// CountSubscribers implements wsgateway.v1.PublisherService. The topic may
+// be a pattern ("orders.*"): the count is then of that pattern's own
+// subscribers, not of the topics it matches.
 func (s *Service) CountSubscribers(ctx context.Context, req *wsgatewayv1.CountSubscribersRequest) (*wsgatewayv1.CountSubscribersResponse, error) {
-	if err := wsproto.ValidateTopic(req.GetTopic()); err != nil {
+	if err := wsproto.ValidateTopicOrPattern(req.GetTopic()); err != nil {
 		return nil, toStatus(fmt.Errorf("%w: %v", errInvalidRequest, err))
 	}
 	conns, users, err := s.topics.CountSubscribers(ctx, req.GetTopic())
@@ -175,9 +177,10 @@ func (s *Service) Broadcast(ctx context.Context, req *wsgatewayv1.BroadcastReque
 	return resp, nil
 }
 
-// ListSubscribers implements wsgateway.v1.PublisherService.
+// ListSubscribers implements wsgateway.v1.PublisherService. The topic may
+// be a pattern, listed as CountSubscribers counts it.
 func (s *Service) ListSubscribers(ctx context.Context, req *wsgatewayv1.ListSubscribersRequest) (*wsgatewayv1.ListSubscribersResponse, error) {
-	if err := wsproto.ValidateTopic(req.GetTopic()); err != nil {
+	if err := wsproto.ValidateTopicOrPattern(req.GetTopic()); err != nil {
 		return nil, toStatus(fmt.Errorf("%w: %v", errInvalidRequest, err))
 	}
 	size := int(req.GetPageSize())
