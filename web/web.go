@@ -1,5 +1,5 @@
-// Package web serves the demo page and the browser client library
-// (static/, embedded: no build step is needed to serve them).
+// Package web serves the demo page, the chat page and the browser client
+// library (static/, embedded: no build step is needed to serve them).
 package web
 
 import (
@@ -18,7 +18,7 @@ type Config struct {
 	WebSocketURL string `json:"webSocketUrl"`
 }
 
-// Handler serves the page, the client library and /config.json.
+// Handler serves the pages, the client library and /config.json.
 func Handler(cfg Config) http.Handler {
 	files, err := fs.Sub(static, "static")
 	if err != nil {
@@ -30,6 +30,10 @@ func Handler(cfg Config) http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		w.Write(conf)
+	})
+	// The chat page at a URL of its own, to link and share: /chat?room=lobby.
+	mux.HandleFunc("GET /chat", func(w http.ResponseWriter, r *http.Request) {
+		http.ServeFileFS(w, r, files, "chat.html")
 	})
 	mux.Handle("GET /", http.FileServerFS(files))
 	return mux

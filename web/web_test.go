@@ -26,6 +26,9 @@ func TestHandler(t *testing.T) {
 		{"GET", "/app.js", 200, "text/javascript", `from "./wsgateway.js"`},
 		{"GET", "/wsgateway.js", 200, "text/javascript", "export class GatewayClient"},
 		{"GET", "/style.css", 200, "text/css", ".layout"},
+		{"GET", "/chat", 200, "text/html", `data-testid="chat-log"`},
+		{"GET", "/chat?room=lobby", 200, "text/html", `<script type="module" src="chat.js">`},
+		{"GET", "/chat.js", 200, "text/javascript", `from "./wsgateway.js"`},
 		{"GET", "/missing.js", 404, "text/plain", "not found"},
 		{"POST", "/config.json", 405, "text/plain", ""},
 	} {
