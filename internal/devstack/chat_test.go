@@ -16,10 +16,11 @@ import (
 	"github.com/wsgateway/wsgateway/web"
 )
 
-// TestChat drives the chat page in two Chromium tabs on one room: both
-// count two members, a message sent from one shows once in both, and when
-// the second is dropped server-side and kept away while the first sends
-// more, it comes back with the messages it missed, once and in order.
+// TestChat drives the chat page in Chromium tabs on one room: two count two
+// members, a message sent from one shows once in both, and when the second
+// is dropped server-side and kept away while the first sends more, it comes
+// back with the messages it missed, once and in order. A third tab joining
+// later shows the room's messages from its history.
 func TestChat(t *testing.T) {
 	t.Parallel()
 	browser := startBrowser(t)
@@ -89,7 +90,12 @@ func TestChat(t *testing.T) {
 	bob.waitText("status", "connected")
 	waitMessages(t, bob, want)
 	alice.waitText("member-count", "2 here")
-	for _, p := range []*page{alice, bob} {
+
+	// A newcomer sees what was said before joining, from the room's history.
+	carol := openPage(t, browser, e.http+"/chat?room="+room+"&name=carol")
+	waitMessages(t, carol, want)
+	carol.waitText("member-count", "3 here")
+	for _, p := range []*page{alice, bob, carol} {
 		p.noExceptions()
 	}
 }
