@@ -357,3 +357,27 @@ func TestConnectStoresThePublishGrant(t *testing.T) {
 		})
 	}
 }
+
+// failingRates is a rate limiter whose store is down.
+type failingRates struct{}
+
+func (failingRates) TakeToken(context.Context, string, store.RateLimit) (bool, error) {
+	return false, fmt.Errorf("TakeToken: %w", store.ErrUnavailable)
+}
+
+// A rate bucket that cannot be read or written refuses the publish as
+// unavailable: nothing is published unmetered.
+func TestClientPublishRateStoreDown(t *testing.T) {
+	t.Parallel()
+	s := newClientStack(t, store.RateLimit{Rate: 10, Burst: 20}, anyTopic)
+	s.h = NewClientPublish(s.route, s.fan, failingRates{}, store.RateLimit{Rate: 10, Burst: 20})
+	if f := s.publish(t, "c1", `{"action":"publish","topic":"chat.r1","data":1,"ref":"u"}`); f.Code != wsproto.CodeUnavailable || f.Ref != "u" {
+		t.Errorf("answered %+v, want unavailable echoing u", f)
+	}
+	if n := len(s.post.ids(t)); n != 0 {
+		t.Errorf("frames posted to %d connections, want none", n)
+	}
+	if pos := s.position(t, "chat.r1"); pos.Epoch != "" {
+		t.Errorf("position %+v taken by an unmetered publish", pos)
+	}
+}

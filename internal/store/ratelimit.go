@@ -32,7 +32,8 @@ import (
 // connection's other items and DeleteConnection removes it with them. Its
 // pk starts with rate#, which no topic (topic#) or user (user#) key does,
 // so Topics, Subscribers, CountSubscribers and UserConnections never read
-// it. It expires with the connection's TTL.
+// it. It expires with the connection's TTL, which also clears the bucket a
+// publish racing its connection's $disconnect may write after the delete.
 
 // RateLimit is a token bucket: Burst tokens at most, refilled at Rate
 // tokens per second; each publish takes one.
