@@ -54,6 +54,7 @@ func TestClientPublish(t *testing.T) {
 				t.Run("bad input", func(t *testing.T) { testClientBadInput(t, e) })
 				t.Run("rate limit", func(t *testing.T) { testClientRateLimit(t, e) })
 				t.Run("concurrent publishers", func(t *testing.T) { testClientConcurrent(t, e) })
+				t.Run("pattern subscribers", func(t *testing.T) { testClientToPattern(t, e) })
 			})
 		}
 	}
@@ -360,4 +361,25 @@ func testPublishGrants(t *testing.T, e *e2e) {
 			t.Errorf("history of %s: %v, want %d message(s)", topic, h, want)
 		}
 	}
+}
+
+// A client's publish reaches the subscribers of a pattern its topic
+// matches, as a backend's does: it goes through the same executor.
+func testClientToPattern(t *testing.T, e *e2e) {
+	watcher := e.dialToken(t, "")
+	watcher.send(t, `{"action":"subscribe","topics":["room.*"]}`)
+	if a := watcher.nextAnswer(t); a.Type != "subscribed" {
+		t.Fatalf("subscribe to room.*: %+v", a)
+	}
+	p := e.dialToken(t, "")
+	p.send(t, `{"action":"publish","topic":"room.1","data":"hello","ref":"pat"}`)
+	published := p.nextAnswer(t)
+	if published.Type != "published" || published.Ref != "pat" {
+		t.Fatalf("answered %+v, want published", published)
+	}
+	if m := watcher.nextAnswer(t); m.Type != "message" || m.Topic != "room.1" || m.ID != published.ID {
+		t.Errorf("pattern subscriber got %+v, want the message %s on room.1", m, published.ID)
+	}
+	watcher.expectOpenAndIdle(t)
+	p.expectOpenAndIdle(t)
 }
