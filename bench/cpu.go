@@ -80,7 +80,12 @@ func runCPU(ctx context.Context, cfg options) ([]row, error) {
 // measureCPU publishes messages to the size-subscriber topic one after
 // another, after one to warm up, and adds what they came to to s.
 func measureCPU(ctx context.Context, subs *subscribers, stackPID int, pc *publisherClient, size, messages int, s *sample) error {
-	topic := cpuTopic(size)
+	return measureTopic(ctx, subs, stackPID, pc, cpuTopic(size), size, messages, s)
+}
+
+// measureTopic is measureCPU for a topic named otherwise (the patterns
+// scenario's, which patterns must match).
+func measureTopic(ctx context.Context, subs *subscribers, stackPID int, pc *publisherClient, topic string, size, messages int, s *sample) error {
 	want := subs.received.Load() + int64(size)
 	if _, err := pc.publish(ctx, topic); err != nil {
 		return err

@@ -24,7 +24,7 @@ import (
 )
 
 // scenarios are the scenarios in the order they run, by the name -only takes.
-var scenarios = []string{"aws", "cpu", "history", "lookup", "memory"}
+var scenarios = []string{"aws", "cpu", "history", "patterns", "lookup", "memory"}
 
 // options say what to run; defaultOptions is `make bench`.
 type options struct {
@@ -36,7 +36,8 @@ type options struct {
 	awsSizes   []int
 	// cpu: topic sizes, deliveries each row aims at (messages = deliveries
 	// / size), and the size the reference publishers are compared at;
-	// history compares its HISTORY_TTLs at that size too.
+	// history compares its HISTORY_TTLs at that size too, and patterns
+	// its stacks with and without pattern subscribers.
 	cpuSizes    []int
 	deliveries  int
 	compareSize int
@@ -128,7 +129,7 @@ func run(ctx context.Context, cfg options, out string) error {
 	}
 	r := newReport()
 	scenarioFuncs := map[string]func(context.Context, options) ([]row, error){
-		"aws": runAWS, "cpu": runCPU, "history": runHistory, "lookup": runLookup, "memory": runMemory,
+		"aws": runAWS, "cpu": runCPU, "history": runHistory, "patterns": runPatterns, "lookup": runLookup, "memory": runMemory,
 	}
 	for _, s := range scenarios {
 		if !cfg.runs(s) {
