@@ -473,7 +473,7 @@ func (r *Routes) Default(ctx context.Context, req events.APIGatewayWebsocketProx
 		if json.Unmarshal(body, &frame) != nil {
 			return nil, &wsproto.FrameError{Code: wsproto.CodeBadRequest, Message: `frame must be a JSON object with a string "action"`}
 		}
-		const want = "want subscribe, unsubscribe or ping"
+		const want = "want subscribe, unsubscribe, publish or ping"
 		switch frame.Action {
 		case wsproto.ActionPing:
 			return wsproto.PongFrame(), nil
