@@ -152,8 +152,9 @@ type Observer interface {
 	// PublishDone reports every Publish call: what it returned and how long
 	// it took.
 	PublishDone(res Result, err error, d time.Duration)
-	// LookupDone reports one read of a page of subscribers (of a topic,
-	// or of a pattern that matches it) or of a user's connections.
+	// LookupDone reports one read of a page of recipients: of a topic's
+	// subscribers (those of the patterns it matches included) or of a
+	// user's connections.
 	LookupDone(d time.Duration)
 	// Retry reports a post about to be tried again.
 	Retry()
@@ -475,9 +476,12 @@ func (f *Fanout) settleKey(ctx context.Context, log *slog.Logger, scope, key str
 	}
 }
 
-// lookup reads one page of recipients. The Observer hears of each store
-// read it makes (a topic's page may take one per matching pattern).
+// lookup reads one page of recipients, timed for the Observer: what the
+// delivery waits for a page, however many store reads make it (a topic's
+// first page reads the topic's and its patterns' lists at once).
 func (f *Fanout) lookup(ctx context.Context, to recipients, pageToken string) (page, error) {
+	start := time.Now()
+	defer func() { f.opts.Observer.LookupDone(time.Since(start)) }()
 	return to.read(ctx, f.opts.PageSize, pageToken)
 }
 

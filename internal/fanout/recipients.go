@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/wsgateway/wsgateway/internal/wsproto"
 )
@@ -50,7 +49,6 @@ func (f *Fanout) subscribersOf(topic string) recipients {
 // pattern.
 func (f *Fanout) subscriberPage(name string) func(ctx context.Context, limit int, token string) (page, error) {
 	return func(ctx context.Context, limit int, token string) (page, error) {
-		defer f.observeLookup(time.Now())
 		p, err := f.subs.Subscribers(ctx, name, limit, token)
 		if err != nil {
 			return page{}, err
@@ -63,16 +61,11 @@ func (f *Fanout) subscriberPage(name string) func(ctx context.Context, limit int
 	}
 }
 
-// observeLookup reports one store read that began at start: the Observer
-// times each Query, however a delivery combines them.
-func (f *Fanout) observeLookup(start time.Time) { f.opts.Observer.LookupDone(time.Since(start)) }
-
 // connectionsOf is every live connection of a user.
 func (f *Fanout) connectionsOf(userID string) recipients {
 	return recipients{
 		what: fmt.Sprintf("connections of user %q", userID),
 		read: func(ctx context.Context, limit int, token string) (page, error) {
-			defer f.observeLookup(time.Now())
 			p, err := f.subs.UserConnections(ctx, userID, limit, token)
 			if err != nil {
 				return page{}, err
