@@ -443,8 +443,8 @@ func (r *Routes) checkSubscriptionLimit(ctx context.Context, id string, topics [
 	return nil
 }
 
-// Unsubscribe forgets the frame's topics for the connection. It needs no
-// grant check: dropping interest is always allowed.
+// Unsubscribe forgets the frame's topics and patterns for the connection.
+// It needs no grant check: dropping interest is always allowed.
 func (r *Routes) Unsubscribe(ctx context.Context, req events.APIGatewayWebsocketProxyRequest) (events.APIGatewayProxyResponse, error) {
 	return r.answer(ctx, req, wsproto.ActionUnsubscribe, func(ctx context.Context, log *slog.Logger, id string, body []byte) ([]byte, error) {
 		topics, err := wsproto.ParseTopics(body)

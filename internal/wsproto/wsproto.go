@@ -51,7 +51,8 @@ const MaxTopicsPerRequest = 50
 
 var topicRule = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$`)
 
-// ErrInvalidTopic is wrapped by ValidateTopic's errors.
+// ErrInvalidTopic is wrapped by ValidateTopic's and ValidatePattern's
+// errors.
 var ErrInvalidTopic = errors.New("invalid topic")
 
 // ValidateTopic reports whether name is a valid topic name, with a message a
