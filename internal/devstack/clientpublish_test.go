@@ -15,7 +15,6 @@ import (
 
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
 	"github.com/wsgateway/wsgateway/internal/auth"
-	"github.com/wsgateway/wsgateway/internal/dynalite"
 )
 
 // clientBurst is the stacks' CLIENT_PUBLISH_BURST; their rate, one
@@ -26,24 +25,18 @@ const clientBurst = 20
 // each store, with connect auth off and on.
 func TestClientPublish(t *testing.T) {
 	t.Parallel()
-	// One dynalite for both DynamoDB stacks, a table each: a server per
-	// stack would only cost the machine.
-	db := dynalite.Start(t)
-	for _, storeName := range []string{"memory", "dynamodb"} {
+	// On DynamoDB both stacks share the store's dynalite, a table each: a
+	// server per stack would only cost the machine.
+	forEachStore(t, func(t *testing.T, s storeCase) {
 		for _, authOn := range []bool{false, true} {
-			name := storeName + "/auth-off"
+			name := "auth-off"
 			if authOn {
-				name = storeName + "/auth-on"
+				name = "auth-on"
 			}
 			t.Run(name, func(t *testing.T) {
-				env := map[string]string{
-					"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+				env := s.env("cp-"+s.name+"-"+name, map[string]string{
 					"CLIENT_PUBLISH_RATE": "0.01", "CLIENT_PUBLISH_BURST": fmt.Sprint(clientBurst),
-				}
-				if storeName == "dynamodb" {
-					env["DYNAMODB_ENDPOINT"] = db.Endpoint()
-					env["TABLE_NAME"] = strings.ReplaceAll("cp-"+name, "/", "-")
-				}
+				})
 				if authOn {
 					env["CONNECT_TOKEN_SECRET"] = testSecret
 					testPublishGrants(t, start(t, env))
@@ -57,7 +50,7 @@ func TestClientPublish(t *testing.T) {
 				t.Run("pattern subscribers", func(t *testing.T) { testClientToPattern(t, e) })
 			})
 		}
-	}
+	})
 }
 
 // answer is a publish's answer or a message frame, decoded.

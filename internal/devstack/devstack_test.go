@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 	"strings"
@@ -31,23 +32,49 @@ import (
 // WebSockets, backends over real gRPC and HTTP, once per store.
 func TestEndToEnd(t *testing.T) {
 	t.Parallel()
+	forEachStore(t, func(t *testing.T, s storeCase) {
+		e := start(t, s.env("e2e", nil))
+		testDelivery(t, e)
+		if s.db != nil {
+			testStoreUnreachable(t, e, s.db)
+		}
+	})
+}
+
+// storeCase is a store a test runs stacks on: memory, or DynamoDB on a
+// dynalite of the subtest's own.
+type storeCase struct {
+	name string
+	db   *dynalite.Server // nil for memory
+}
+
+// forEachStore runs f in a parallel subtest per store, named after it:
+// memory, then DynamoDB on a dynalite started for the subtest.
+func forEachStore(t *testing.T, f func(t *testing.T, s storeCase)) {
+	t.Helper()
 	for _, name := range []string{"memory", "dynamodb"} {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			env := map[string]string{"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0"}
-			var db *dynalite.Server
+			s := storeCase{name: name}
 			if name == "dynamodb" {
-				db = dynalite.Start(t)
-				env["DYNAMODB_ENDPOINT"] = db.Endpoint()
-				env["TABLE_NAME"] = "e2e"
+				s.db = dynalite.Start(t)
 			}
-			e := start(t, env)
-			testDelivery(t, e)
-			if db != nil {
-				testStoreUnreachable(t, e, db)
-			}
+			f(t, s)
 		})
 	}
+}
+
+// env is the settings of a stack on s listening on free loopback ports,
+// with extra added; on DynamoDB the stack keeps its data in table, so that
+// stacks sharing the dynalite keep apart.
+func (s storeCase) env(table string, extra map[string]string) map[string]string {
+	env := map[string]string{"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0"}
+	if s.db != nil {
+		env["DYNAMODB_ENDPOINT"] = s.db.Endpoint()
+		env["TABLE_NAME"] = table
+	}
+	maps.Copy(env, extra)
+	return env
 }
 
 // e2e is a running devstack and clients of its three endpoints.

@@ -15,7 +15,6 @@ import (
 
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
 	"github.com/wsgateway/wsgateway/internal/auth"
-	"github.com/wsgateway/wsgateway/internal/dynalite"
 	"github.com/wsgateway/wsgateway/internal/poll"
 )
 
@@ -24,27 +23,16 @@ import (
 // both stores.
 func TestPatterns(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"memory", "dynamodb"} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			env := map[string]string{
-				"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
-				"CONNECT_TOKEN_SECRET": testSecret,
-			}
-			if name == "dynamodb" {
-				env["DYNAMODB_ENDPOINT"] = dynalite.Start(t).Endpoint()
-				env["TABLE_NAME"] = "patterns"
-			}
-			e := start(t, env)
-			// Each part uses topics of its own prefix: patterns would
-			// otherwise reach into another part's messages.
-			t.Run("overlapping subscriptions", func(t *testing.T) { testOverlappingPatterns(t, e) })
-			t.Run("grants", func(t *testing.T) { testPatternGrants(t, e) })
-			t.Run("bad input", func(t *testing.T) { testBadPatterns(t, e) })
-			t.Run("recovery", func(t *testing.T) { testPatternRecovery(t, e) })
-			t.Run("concurrent churn", func(t *testing.T) { testPatternChurn(t, e) })
-		})
-	}
+	forEachStore(t, func(t *testing.T, s storeCase) {
+		e := start(t, s.env("patterns", map[string]string{"CONNECT_TOKEN_SECRET": testSecret}))
+		// Each part uses topics of its own prefix: patterns would
+		// otherwise reach into another part's messages.
+		t.Run("overlapping subscriptions", func(t *testing.T) { testOverlappingPatterns(t, e) })
+		t.Run("grants", func(t *testing.T) { testPatternGrants(t, e) })
+		t.Run("bad input", func(t *testing.T) { testBadPatterns(t, e) })
+		t.Run("recovery", func(t *testing.T) { testPatternRecovery(t, e) })
+		t.Run("concurrent churn", func(t *testing.T) { testPatternChurn(t, e) })
+	})
 }
 
 // dialGranted opens a browser whose token grants grants, without

@@ -35,36 +35,20 @@ import (
 // HTTP, browsers over real WebSockets.
 func TestPositions(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"memory", "dynamodb"} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			env := map[string]string{"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0"}
-			var db *dynalite.Server
-			if name == "dynamodb" {
-				db = dynalite.Start(t)
-				env["DYNAMODB_ENDPOINT"] = db.Endpoint()
-				env["TABLE_NAME"] = "positions"
-			}
-			e := start(t, env)
-			t.Run("concurrent publishers", func(t *testing.T) { testConcurrentOffsets(t, e, env) })
-			t.Run("idempotent publishes", func(t *testing.T) { testIdempotentPublishes(t, e) })
-			t.Run("history", func(t *testing.T) { testHistory(t, e) })
-			t.Run("bad input stores nothing", func(t *testing.T) { testBadPositionInput(t, e) })
-			if db != nil {
-				t.Run("keyed retries under throttling", func(t *testing.T) { testKeyedRetriesUnderThrottling(t, e, db) })
-			}
+	forEachStore(t, func(t *testing.T, s storeCase) {
+		env := s.env("positions", nil)
+		e := start(t, env)
+		t.Run("concurrent publishers", func(t *testing.T) { testConcurrentOffsets(t, e, env) })
+		t.Run("idempotent publishes", func(t *testing.T) { testIdempotentPublishes(t, e) })
+		t.Run("history", func(t *testing.T) { testHistory(t, e) })
+		t.Run("bad input stores nothing", func(t *testing.T) { testBadPositionInput(t, e) })
+		if s.db != nil {
+			t.Run("keyed retries under throttling", func(t *testing.T) { testKeyedRetriesUnderThrottling(t, e, s.db) })
+		}
 
-			// HISTORY_TTL=0: positions still, history none.
-			noHistory := map[string]string{"HISTORY_TTL": "0"}
-			for k, v := range env {
-				noHistory[k] = v
-			}
-			if name == "dynamodb" {
-				noHistory["TABLE_NAME"] = "positions-no-history"
-			}
-			testNoHistory(t, start(t, noHistory))
-		})
-	}
+		// HISTORY_TTL=0: positions still, history none.
+		testNoHistory(t, start(t, s.env("positions-no-history", map[string]string{"HISTORY_TTL": "0"})))
+	})
 }
 
 // frame is a server frame as a browser reads it.

@@ -19,7 +19,6 @@ import (
 
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
 	"github.com/wsgateway/wsgateway/internal/apigw"
-	"github.com/wsgateway/wsgateway/internal/dynalite"
 )
 
 // TestRecovery drives recovering subscribes through the whole stack, once
@@ -28,37 +27,24 @@ import (
 // for them by position.
 func TestRecovery(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"memory", "dynamodb"} {
-		t.Run(name, func(t *testing.T) {
+	forEachStore(t, func(t *testing.T, s storeCase) {
+		// Each stack its own table on the one dynalite.
+		stack := func(table string, settings map[string]string) *e2e {
+			return start(t, s.env(table, settings))
+		}
+		t.Run("missed messages are replayed", func(t *testing.T) {
 			t.Parallel()
-			var db *dynalite.Server
-			if name == "dynamodb" {
-				db = dynalite.Start(t)
-			}
-			// Each stack its own table on the one dynalite.
-			stack := func(table string, settings map[string]string) *e2e {
-				env := map[string]string{"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0"}
-				if db != nil {
-					env["DYNAMODB_ENDPOINT"] = db.Endpoint()
-					env["TABLE_NAME"] = table
-				}
-				maps.Copy(env, settings)
-				return start(t, env)
-			}
-			t.Run("missed messages are replayed", func(t *testing.T) {
-				t.Parallel()
-				testRecoveryReplays(t, stack("recovery", map[string]string{"RECOVERY_MAX_MESSAGES": "5"}))
-			})
-			t.Run("retention passed", func(t *testing.T) {
-				t.Parallel()
-				testRecoveryExpired(t, stack("recovery-expiry", map[string]string{"HISTORY_TTL": "1s"}))
-			})
-			t.Run("a subscribe racing publishes", func(t *testing.T) {
-				t.Parallel()
-				testRecoveryRace(t, stack("recovery-race", nil))
-			})
+			testRecoveryReplays(t, stack("recovery", map[string]string{"RECOVERY_MAX_MESSAGES": "5"}))
 		})
-	}
+		t.Run("retention passed", func(t *testing.T) {
+			t.Parallel()
+			testRecoveryExpired(t, stack("recovery-expiry", map[string]string{"HISTORY_TTL": "1s"}))
+		})
+		t.Run("a subscribe racing publishes", func(t *testing.T) {
+			t.Parallel()
+			testRecoveryRace(t, stack("recovery-race", nil))
+		})
+	})
 }
 
 // rframe is a server frame as a recovering browser reads it.

@@ -17,7 +17,6 @@ import (
 
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
 	"github.com/wsgateway/wsgateway/internal/auth"
-	"github.com/wsgateway/wsgateway/internal/dynalite"
 	"github.com/wsgateway/wsgateway/internal/poll"
 )
 
@@ -27,22 +26,12 @@ import (
 // listing, the publisher's own calls removed.
 func TestUsers(t *testing.T) {
 	t.Parallel()
-	for _, name := range []string{"memory", "dynamodb"} {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			env := map[string]string{
-				"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
-				"CONNECT_TOKEN_SECRET":           testSecret,
-				"EMULATOR_FAULT_LOSE_DISCONNECT": "1",
-			}
-			if name == "dynamodb" {
-				db := dynalite.Start(t)
-				env["DYNAMODB_ENDPOINT"] = db.Endpoint()
-				env["TABLE_NAME"] = "users"
-			}
-			testUsers(t, start(t, env))
-		})
-	}
+	forEachStore(t, func(t *testing.T, s storeCase) {
+		testUsers(t, start(t, s.env("users", map[string]string{
+			"CONNECT_TOKEN_SECRET":           testSecret,
+			"EMULATOR_FAULT_LOSE_DISCONNECT": "1",
+		})))
+	})
 }
 
 // dialAs opens a browser as user, subscribed to topics and to a topic of
