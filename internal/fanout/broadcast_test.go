@@ -218,7 +218,7 @@ func TestBroadcastWithinTheQuota(t *testing.T) {
 	// one per topic, and counts the management calls and the 429s.
 	run := func(t *testing.T, shared bool) (calls, throttled int64) {
 		e := newEmulated(t, emulator.Config{
-			Quota:             emulator.Quota{Rate: 1000, Burst: 10},
+			Quota:             emulator.Quota{Rate: 250, Burst: 5},
 			ManagementLatency: 2 * time.Millisecond,
 		}, subscribers, "t0")
 		for _, id := range e.emu.ConnectionIDs() {
@@ -278,8 +278,9 @@ func TestBroadcastWithinTheQuota(t *testing.T) {
 	if ownThrottled == 0 {
 		t.Fatalf("no call was throttled with a flow per topic: the quota did not bite, the test means nothing")
 	}
-	// Measured here: about 25 % of calls throttled with one flow, 50 %
-	// with a flow per topic, and a third of the 429s.
+	// Measured here: about a fifth of the calls throttled with one flow,
+	// half with a flow per topic. The quota is low enough to bite even when
+	// a loaded machine posts slowly.
 	if throttled*3 > ownThrottled*2 {
 		t.Errorf("one flow for the broadcast drew %d 429s, a flow per topic %d: want well under two thirds of them, one pace for the whole broadcast", throttled, ownThrottled)
 	}
