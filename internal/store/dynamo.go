@@ -400,52 +400,23 @@ func (s *DynamoDB) Unsubscribe(ctx context.Context, connectionID string, topics 
 	return s.deleteItems(ctx, keys)
 }
 
-// Subscribers queries the topic's partition. Expired items are filtered out
-// after DynamoDB applies Limit, so a Query can come back short: it goes on
-// until it has one subscription more than the page, which also tells
-// whether there is a next page, or the partition ends.
+// Subscribers queries the topic's partition, consistently, so that a
+// subscriber acked a moment ago gets the next message.
 func (s *DynamoDB) Subscribers(ctx context.Context, topic string, limit int, pageToken string) (Page, error) {
 	after, err := checkSubscribersArgs(topic, limit, pageToken)
 	if err != nil {
 		return Page{}, err
 	}
-	expr, err := expression.NewBuilder().
-		WithKeyCondition(expression.Key(attrPK).Equal(expression.Value(topicKey(topic))).
-			And(expression.Key(attrSK).GreaterThan(expression.Value(connKey(after))))).
-		WithFilter(unexpired(s.now())).
-		WithProjection(expression.NamesList(expression.Name(attrSK), expression.Name(attrSubscribedAt), expression.Name(attrUserID))).
-		Build()
+	items, err := queryAfter[subscriptionItem](ctx, s, topicKey(topic), after, limit,
+		expression.NamesList(expression.Name(attrSK), expression.Name(attrSubscribedAt), expression.Name(attrUserID)),
+		"topic", topic)
 	if err != nil {
 		return Page{}, err
 	}
-	in := &dynamodb.QueryInput{
-		TableName:                 &s.table,
-		ConsistentRead:            aws.Bool(true), // a subscriber acked a moment ago gets the next message
-		KeyConditionExpression:    expr.KeyCondition(),
-		FilterExpression:          expr.Filter(),
-		ProjectionExpression:      expr.Projection(),
-		ExpressionAttributeNames:  expr.Names(),
-		ExpressionAttributeValues: expr.Values(),
-	}
 	var subs []Subscription
-	for {
-		in.Limit = aws.Int32(int32(min(limit-len(subs), maxQueryLimit-1) + 1))
-		out, err := s.db.Query(ctx, in)
-		if err != nil {
-			return Page{}, dynamoError(err)
-		}
-		var items []subscriptionItem
-		if err := attributevalue.UnmarshalListOfMaps(out.Items, &items); err != nil {
-			return Page{}, fmt.Errorf("dynamodb items of topic %q: %w", topic, err)
-		}
-		for _, item := range items {
-			id := strings.TrimPrefix(item.SK, connPrefix)
-			subs = append(subs, Subscription{ConnectionID: id, Topic: topic, UserID: item.UserID, SubscribedAt: item.SubscribedAt})
-		}
-		if len(subs) > limit || out.LastEvaluatedKey == nil {
-			break
-		}
-		in.ExclusiveStartKey = out.LastEvaluatedKey
+	for _, item := range items {
+		id := strings.TrimPrefix(item.SK, connPrefix)
+		subs = append(subs, Subscription{ConnectionID: id, Topic: topic, UserID: item.UserID, SubscribedAt: item.SubscribedAt})
 	}
 	if len(subs) <= limit {
 		return Page{Subscriptions: subs}, nil
@@ -454,6 +425,51 @@ func (s *DynamoDB) Subscribers(ctx context.Context, topic string, limit int, pag
 		Subscriptions: subs[:limit],
 		NextToken:     encodePageToken(topic, subs[limit-1].ConnectionID),
 	}, nil
+}
+
+// queryAfter reads partition pk consistently, in order, from the item
+// after connection after's, projected to proj, expired items filtered
+// out. DynamoDB filters them after it applies Limit, so a Query can come
+// back short: queryAfter goes on until it has one item more than limit,
+// which also tells whether there is a next page, or the partition ends.
+// what and name name the partition, as in topic "t", in an error decoding
+// its items.
+func queryAfter[T any](ctx context.Context, s *DynamoDB, pk, after string, limit int, proj expression.ProjectionBuilder, what, name string) ([]T, error) {
+	expr, err := expression.NewBuilder().
+		WithKeyCondition(expression.Key(attrPK).Equal(expression.Value(pk)).
+			And(expression.Key(attrSK).GreaterThan(expression.Value(connKey(after))))).
+		WithFilter(unexpired(s.now())).
+		WithProjection(proj).
+		Build()
+	if err != nil {
+		return nil, err
+	}
+	in := &dynamodb.QueryInput{
+		TableName:                 &s.table,
+		ConsistentRead:            aws.Bool(true),
+		KeyConditionExpression:    expr.KeyCondition(),
+		FilterExpression:          expr.Filter(),
+		ProjectionExpression:      expr.Projection(),
+		ExpressionAttributeNames:  expr.Names(),
+		ExpressionAttributeValues: expr.Values(),
+	}
+	var all []T
+	for {
+		in.Limit = aws.Int32(int32(min(limit-len(all), maxQueryLimit-1) + 1))
+		out, err := s.db.Query(ctx, in)
+		if err != nil {
+			return nil, dynamoError(err)
+		}
+		var items []T
+		if err := attributevalue.UnmarshalListOfMaps(out.Items, &items); err != nil {
+			return nil, fmt.Errorf("dynamodb items of %s %q: %w", what, name, err)
+		}
+		all = append(all, items...)
+		if len(all) > limit || out.LastEvaluatedKey == nil {
+			return all, nil
+		}
+		in.ExclusiveStartKey = out.LastEvaluatedKey
+	}
 }
 
 // CountSubscribers pages through the topic's partition, projected to the
@@ -508,50 +524,21 @@ func (s *DynamoDB) CountSubscribers(ctx context.Context, topic string) (connecti
 }
 
 // UserConnections queries the user's partition (user#<user>), one
-// membership item per connection, ordered by connection id. As in
-// Subscribers, expired items are filtered after Limit applies, so it goes
-// on until it has one more than the page or the partition ends.
+// membership item per connection, ordered by connection id, consistently,
+// so that a connection opened a moment ago is reached.
 func (s *DynamoDB) UserConnections(ctx context.Context, userID string, limit int, pageToken string) (ConnectionPage, error) {
 	after, err := checkUserConnectionsArgs(userID, limit, pageToken)
 	if err != nil {
 		return ConnectionPage{}, err
 	}
-	expr, err := expression.NewBuilder().
-		WithKeyCondition(expression.Key(attrPK).Equal(expression.Value(userKey(userID))).
-			And(expression.Key(attrSK).GreaterThan(expression.Value(connKey(after))))).
-		WithFilter(unexpired(s.now())).
-		WithProjection(expression.NamesList(expression.Name(attrSK))).
-		Build()
+	items, err := queryAfter[itemKeys](ctx, s, userKey(userID), after, limit,
+		expression.NamesList(expression.Name(attrSK)), "user", userID)
 	if err != nil {
 		return ConnectionPage{}, err
 	}
-	in := &dynamodb.QueryInput{
-		TableName:                 &s.table,
-		ConsistentRead:            aws.Bool(true), // a connection opened a moment ago is reached
-		KeyConditionExpression:    expr.KeyCondition(),
-		FilterExpression:          expr.Filter(),
-		ProjectionExpression:      expr.Projection(),
-		ExpressionAttributeNames:  expr.Names(),
-		ExpressionAttributeValues: expr.Values(),
-	}
 	var ids []string
-	for {
-		in.Limit = aws.Int32(int32(min(limit-len(ids), maxQueryLimit-1) + 1))
-		out, err := s.db.Query(ctx, in)
-		if err != nil {
-			return ConnectionPage{}, dynamoError(err)
-		}
-		var items []itemKeys
-		if err := attributevalue.UnmarshalListOfMaps(out.Items, &items); err != nil {
-			return ConnectionPage{}, fmt.Errorf("dynamodb items of user %q: %w", userID, err)
-		}
-		for _, item := range items {
-			ids = append(ids, strings.TrimPrefix(item.SK, connPrefix))
-		}
-		if len(ids) > limit || out.LastEvaluatedKey == nil {
-			break
-		}
-		in.ExclusiveStartKey = out.LastEvaluatedKey
+	for _, item := range items {
+		ids = append(ids, strings.TrimPrefix(item.SK, connPrefix))
 	}
 	if len(ids) <= limit {
 		return ConnectionPage{ConnectionIDs: ids}, nil
