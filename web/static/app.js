@@ -7,6 +7,7 @@
 const COUNT_REFRESH_MS = 3000;
 
 import { GatewayClient, ErrorCode, TOPIC_PATTERN } from "./wsgateway.js";
+import { byId, byTestId, el } from "./dom.js";
 
 /** Oldest messages are dropped past this, so a busy topic cannot grow the page forever. */
 const MAX_LOG = 200;
@@ -436,50 +437,4 @@ function formatTime(t) {
 /** @param {string} s */
 function capitalize(s) {
   return s.charAt(0).toUpperCase() + s.slice(1);
-}
-
-/**
- * @template {keyof HTMLElementTagNameMap} K
- * @param {K} tag
- * @param {Partial<HTMLElementTagNameMap[K]>} props
- * @param {(Node | string)[]} [children]
- */
-function el(tag, props, children = []) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
-
-/**
- * @template {HTMLElement} T
- * @param {string} id
- * @param {new () => T} type
- * @returns {T}
- */
-function byId(id, type) {
-  return checked(document.getElementById(id), type, `#${id}`);
-}
-
-/**
- * @template {HTMLElement} T
- * @param {string} testid
- * @param {new () => T} type
- * @returns {T}
- */
-function byTestId(testid, type) {
-  return checked(document.querySelector(`[data-testid="${testid}"]`), type, testid);
-}
-
-/**
- * @template {HTMLElement} T
- * @param {Element | null} node
- * @param {new () => T} type
- * @param {string} name
- * @returns {T}
- */
-function checked(node, type, name) {
-  if (!(node instanceof type)) {
-    throw new Error(`the page has no ${type.name} ${name}`);
-  }
-  return node;
 }

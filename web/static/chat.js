@@ -7,6 +7,7 @@
 // client recovers what was missed by itself.
 
 import { ErrorCode, GatewayClient, GatewayError, TOPIC_PATTERN } from "./wsgateway.js";
+import { byId, byTestId, el } from "./dom.js";
 
 /** How often the room's member count is asked for again. */
 const COUNT_REFRESH_MS = 2000;
@@ -296,50 +297,4 @@ function showError(target, text) {
 /** @param {string} text */
 function showConnectionError(text) {
   showError(connectionError, text);
-}
-
-/**
- * @template {keyof HTMLElementTagNameMap} K
- * @param {K} tag
- * @param {Partial<HTMLElementTagNameMap[K]>} props
- * @param {(Node | string)[]} [children]
- */
-function el(tag, props, children = []) {
-  const node = Object.assign(document.createElement(tag), props);
-  node.append(...children);
-  return node;
-}
-
-/**
- * @template {HTMLElement} T
- * @param {string} id
- * @param {new () => T} type
- * @returns {T}
- */
-function byId(id, type) {
-  return checked(document.getElementById(id), type, `#${id}`);
-}
-
-/**
- * @template {HTMLElement} T
- * @param {string} testid
- * @param {new () => T} type
- * @returns {T}
- */
-function byTestId(testid, type) {
-  return checked(document.querySelector(`[data-testid="${testid}"]`), type, testid);
-}
-
-/**
- * @template {HTMLElement} T
- * @param {Element | null} node
- * @param {new () => T} type
- * @param {string} name
- * @returns {T}
- */
-function checked(node, type, name) {
-  if (!(node instanceof type)) {
-    throw new Error(`the page has no ${type.name} ${name}`);
-  }
-  return node;
 }
