@@ -461,31 +461,41 @@ func mustSubscribe(t *testing.T, s store.Store, connectionID string, topics ...s
 	}
 }
 
-// all pages through a topic's subscribers, checking that every page but the
-// last is full and the last one is not empty (unless there are none).
+// all pages through a topic's subscribers, checked as allPages checks.
 func all(t *testing.T, s store.Store, topic string, limit int) []store.Subscription {
 	t.Helper()
-	var subs []store.Subscription
+	return allPages(t, fmt.Sprintf("Subscribers(%q, %d)", topic, limit), limit, func(token string) ([]store.Subscription, string, error) {
+		page, err := s.Subscribers(t.Context(), topic, limit, token)
+		return page.Subscriptions, page.NextToken, err
+	})
+}
+
+// allPages pages through a listing of limit a page, read by page, which
+// call names in failures, checking that every page but the last is full
+// and the last one is not empty (unless there are none).
+func allPages[T any](t *testing.T, call string, limit int, page func(token string) (items []T, next string, err error)) []T {
+	t.Helper()
+	var got []T
 	token := ""
 	for pages := 1; ; pages++ {
-		page, err := s.Subscribers(t.Context(), topic, limit, token)
+		items, next, err := page(token)
 		if err != nil {
-			t.Fatalf("Subscribers(%q, %d) page %d: %v", topic, limit, pages, err)
+			t.Fatalf("%s page %d: %v", call, pages, err)
 		}
-		subs = append(subs, page.Subscriptions...)
-		if page.NextToken == "" {
-			if len(page.Subscriptions) == 0 && pages > 1 {
-				t.Fatalf("Subscribers(%q, %d): page %d is empty; the page before should have had no token", topic, limit, pages)
+		got = append(got, items...)
+		if next == "" {
+			if len(items) == 0 && pages > 1 {
+				t.Fatalf("%s: page %d is empty; the page before should have had no token", call, pages)
 			}
-			return subs
+			return got
 		}
-		if len(page.Subscriptions) != limit {
-			t.Fatalf("Subscribers(%q, %d): page %d has %d subscriptions and a next page", topic, limit, pages, len(page.Subscriptions))
+		if len(items) != limit {
+			t.Fatalf("%s: page %d has %d items and a next page", call, pages, len(items))
 		}
 		if pages > 10000 {
-			t.Fatalf("Subscribers(%q, %d): no last page after %d pages", topic, limit, pages)
+			t.Fatalf("%s: no last page after %d pages", call, pages)
 		}
-		token = page.NextToken
+		token = next
 	}
 }
 

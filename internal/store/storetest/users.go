@@ -398,33 +398,14 @@ func mustSubscribeAs(t *testing.T, s store.Store, connectionID, user string, top
 	}
 }
 
-// allUserConnections pages through a user's connections, checking that
-// every page but the last is full and the last one is not empty (unless
-// there are none).
+// allUserConnections pages through a user's connections, checked as
+// allPages checks.
 func allUserConnections(t *testing.T, s store.Store, user string, limit int) []string {
 	t.Helper()
-	var ids []string
-	token := ""
-	for pages := 1; ; pages++ {
+	return allPages(t, fmt.Sprintf("UserConnections(%q, %d)", user, limit), limit, func(token string) ([]string, string, error) {
 		page, err := s.UserConnections(t.Context(), user, limit, token)
-		if err != nil {
-			t.Fatalf("UserConnections(%q, %d) page %d: %v", user, limit, pages, err)
-		}
-		ids = append(ids, page.ConnectionIDs...)
-		if page.NextToken == "" {
-			if len(page.ConnectionIDs) == 0 && pages > 1 {
-				t.Fatalf("UserConnections(%q, %d): page %d is empty; the page before should have had no token", user, limit, pages)
-			}
-			return ids
-		}
-		if len(page.ConnectionIDs) != limit {
-			t.Fatalf("UserConnections(%q, %d): page %d has %d ids and a next page", user, limit, pages, len(page.ConnectionIDs))
-		}
-		if pages > 10000 {
-			t.Fatalf("UserConnections(%q, %d): no last page after %d pages", user, limit, pages)
-		}
-		token = page.NextToken
-	}
+		return page.ConnectionIDs, page.NextToken, err
+	})
 }
 
 func wantUserConnections(t *testing.T, s store.Store, user string, want ...string) {
