@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 )
 
@@ -66,22 +65,15 @@ func runHistory(ctx context.Context, cfg options) ([]row, error) {
 		progress("history: %s, HISTORY_TTL=%s: %d subscribers connected; the stack's pprof: http://%s/debug/pprof/", h.store, h.ttl, size, addrs.Control)
 	}
 
-	samples := make([]sample, len(stacks))
-	rates := make([][]float64, len(stacks)) // each round's
-	for round := range historyRounds {
-		for k := range stacks {
-			i := k
-			if round%2 == 1 { // every other round backwards: no stack always first
-				i = len(stacks) - 1 - k
-			}
-			r := rs[i]
-			var s sample
-			if err := measureCPU(ctx, r.subs, r.stack.pid(), r.pc, size, max(1, 2*cfg.messages(size)/historyRounds), &s); err != nil {
-				return nil, fmt.Errorf("%s, HISTORY_TTL=%s: %w", stacks[i].store, stacks[i].ttl, err)
-			}
-			rates[i] = append(rates[i], s.rate())
-			samples[i].add(s)
+	samples, rates, err := alternate(len(stacks), historyRounds, func(i int, s *sample) error {
+		r := rs[i]
+		if err := measureCPU(ctx, r.subs, r.stack.pid(), r.pc, size, max(1, 2*cfg.messages(size)/historyRounds), s); err != nil {
+			return fmt.Errorf("%s, HISTORY_TTL=%s: %w", stacks[i].store, stacks[i].ttl, err)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 
 	var rows []row
@@ -95,19 +87,14 @@ func runHistory(ctx context.Context, cfg options) ([]row, error) {
 			if j == 1 {
 				// The median of the rounds' ratios: each round's two
 				// stacks ran back to back, under the same load.
-				var ratios []float64
-				for k := range rates[i] {
-					ratios = append(ratios, rates[i+1][k]/rates[i][k])
-				}
-				slices.Sort(ratios)
-				ratio := (ratios[(len(ratios)-1)/2] + ratios[len(ratios)/2]) / 2
+				lo, ratio, hi := ratios(rates[i], rates[i+1])
 				met := "met"
 				if ratio < 0.95 {
 					met = "not met"
 				}
 				n0, n1 := time.Duration(max(1, none.deliveries)), time.Duration(max(1, s.deliveries))
 				r.compare = fmt.Sprintf("%.3f× the rate of HISTORY_TTL=0, median of %d rounds (%.2f–%.2f; %s); over the row %.3f×; stack CPU %.3f×; RPC p50 %+.2fms; %s",
-					ratio, len(ratios), ratios[0], ratios[len(ratios)-1], met, s.rate()/none.rate(),
+					ratio, len(rates[i]), lo, hi, met, s.rate()/none.rate(),
 					float64(s.cpu.stack/n1)/float64(max(1, none.cpu.stack/n0)),
 					(quantile(s.rpcs, .5)-quantile(none.rpcs, .5)).Seconds()*1e3, r.compare)
 				r.target = "≥ 0.95× HISTORY_TTL=0"
@@ -116,6 +103,29 @@ func runHistory(ctx context.Context, cfg options) ([]row, error) {
 		}
 	}
 	return rows, nil
+}
+
+// alternate measures each of n stacks once a round for rounds rounds, every
+// other round backwards so that no stack is always first, and returns what
+// each stack's rounds came to and each round's rate, by stack.
+func alternate(n, rounds int, measure func(i int, s *sample) error) (samples []sample, rates [][]float64, err error) {
+	samples = make([]sample, n)
+	rates = make([][]float64, n)
+	for round := range rounds {
+		for k := range n {
+			i := k
+			if round%2 == 1 {
+				i = n - 1 - k
+			}
+			var s sample
+			if err := measure(i, &s); err != nil {
+				return nil, nil, err
+			}
+			rates[i] = append(rates[i], s.rate())
+			samples[i].add(s)
+		}
+	}
+	return samples, rates, nil
 }
 
 // add adds what another sample of the same publisher and topic came to.

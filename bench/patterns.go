@@ -80,22 +80,15 @@ func runPatterns(ctx context.Context, cfg options) ([]row, error) {
 		progress("patterns: %s: %d subscribers connected; the stack's pprof: http://%s/debug/pprof/", p.name(size), size, addrs.Control)
 	}
 
-	samples := make([]sample, len(stacks))
-	rates := make([][]float64, len(stacks))
-	for round := range historyRounds {
-		for k := range stacks {
-			i := k
-			if round%2 == 1 {
-				i = len(stacks) - 1 - k
-			}
-			r := rs[i]
-			var s sample
-			if err := measureTopic(ctx, r.subs, r.stack.pid(), r.pc, topic, size, max(1, 2*cfg.messages(size)/historyRounds), &s); err != nil {
-				return nil, fmt.Errorf("%s: %w", stacks[i].name(size), err)
-			}
-			rates[i] = append(rates[i], s.rate())
-			samples[i].add(s)
+	samples, rates, err := alternate(len(stacks), historyRounds, func(i int, s *sample) error {
+		r := rs[i]
+		if err := measureTopic(ctx, r.subs, r.stack.pid(), r.pc, topic, size, max(1, 2*cfg.messages(size)/historyRounds), s); err != nil {
+			return fmt.Errorf("%s: %w", stacks[i].name(size), err)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 
 	var rows []row
