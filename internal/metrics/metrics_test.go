@@ -293,4 +293,3 @@ func newMetrics(t *testing.T) (*metrics.Metrics, *httptest.Server) {
 	t.Cleanup(srv.Close)
 	return m, srv
 }
-
