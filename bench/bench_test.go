@@ -29,6 +29,7 @@ func TestMain(m *testing.M) {
 // TestScenarios runs every scenario, tiny, with its stacks in child
 // processes and dynalite: that each runs to its row and loses nothing.
 func TestScenarios(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts stacks and dynalite")
 	}

@@ -11,6 +11,7 @@ import (
 // present or not (a lost or a doubled delivery would show as lost, or as
 // a wait for messages that never come), and its rows compare the two.
 func TestPatternsScenario(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("starts stacks and dynalite")
 	}
