@@ -40,6 +40,11 @@ func TestRecorder(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// A new table may still be CREATING: a busy dynalite answers
+	// ResourceNotFound until it is ACTIVE.
+	if err := dynamodb.NewTableExistsWaiter(setup).Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("things")}, time.Minute); err != nil {
+		t.Fatal(err)
+	}
 
 	rec := dynalite.NewRecorder()
 	db := dynamodb.New(dynamodb.Options{

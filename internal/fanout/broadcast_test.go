@@ -248,21 +248,27 @@ func TestBroadcastWithinTheQuota(t *testing.T) {
 				wg.Go(func() {
 					r, err := f.Publish(ctx, fanout.Message{Topic: name, Data: json.RawMessage(`1`)})
 					if err != nil {
-						t.Error(err)
+						t.Logf("control %s: %v", name, err) // only its 429s count
 					}
 					results[i] = r
 				})
 			}
 			wg.Wait()
 		}
-		for i, r := range results {
-			if r.Delivered != subscribers {
-				t.Errorf("%s: %+v, want all %d delivered", names[i], r, subscribers)
+		// Only the broadcast must deliver everything exactly once: the
+		// control's flows, each overrunning the quota, may exhaust their
+		// retries, and a post that timed out on a loaded machine may land
+		// and be retried.
+		if shared {
+			for i, r := range results {
+				if r.Delivered != subscribers {
+					t.Errorf("%s: %+v, want all %d delivered", names[i], r, subscribers)
+				}
 			}
-		}
-		for i, c := range e.counts() {
-			if c != topics {
-				t.Errorf("subscriber %d received %d messages, want %d: one per topic", i, c, topics)
+			for i, c := range e.counts() {
+				if c != topics {
+					t.Errorf("subscriber %d received %d messages, want %d: one per topic", i, c, topics)
+				}
 			}
 		}
 		return poster.calls.Load(), poster.throttled.Load()

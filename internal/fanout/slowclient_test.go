@@ -86,7 +86,8 @@ func TestSlowSubscriberStallsNoOne(t *testing.T) {
 	// The write timeout is 5 s: a publish that waited on the stalled
 	// client took at least that.
 	t.Logf("slowest publish: %v", slowest)
-	if slowest > 3*time.Second {
+	// Under 5 s, then, with room for a loaded machine's scheduling.
+	if slowest > 4500*time.Millisecond {
 		t.Errorf("slowest publish took %v: it waited on the client that does not read", slowest)
 	}
 

@@ -188,8 +188,9 @@ func TestRoutesAnswerBeforeTheIncomingDeadline(t *testing.T) {
 					return outcome{resp, err}
 				})
 				left := time.Until(deadline)
-				// Scheduling may eat a little of the margin, never most of it.
-				if left < tc.want*8/10 || left > tc.want+100*time.Millisecond {
+				// Scheduling on a loaded machine may eat some of the margin;
+				// an answer that waited for the incoming deadline leaves none.
+				if left < tc.want/2 || left > tc.want+100*time.Millisecond {
 					t.Errorf("answered with %v of the incoming deadline left, want about %v", left, tc.want)
 				}
 				if !route.ok(o) {
