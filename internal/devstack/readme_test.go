@@ -96,31 +96,31 @@ func TestReadmePublishExamples(t *testing.T) {
 // each answer and every frame the browser gets, down to the close.
 func TestReadmeUserExamples(t *testing.T) {
 	t.Parallel()
-	text, err := os.ReadFile(filepath.Join(repoRoot, "docs/publishing.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	blocks, err := readmeBlocks(text)
-	if err != nil {
-		t.Fatal(err)
-	}
-	code := readmeBlock(t, blocks, "curl-users")
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatalf("the example needs curl: %v", err)
 	}
+	testUserExamples(t, docBlocks(t, "docs/publishing.md"), "curl-users", `{"hello":"alice"}`, nil)
+}
+
+// testUserExamples runs the users block name (four calls: send to alice,
+// count demo's subscribers, broadcast to demo and news, disconnect alice)
+// with env, against a devstack with connect tokens on and a browser
+// connected as alice to demo and news, and checks each answer and every
+// frame the browser gets, down to the close; sendData is what the block
+// sends to alice.
+func testUserExamples(t *testing.T, blocks map[string]string, name, sendData string, env []string) {
+	t.Helper()
+	code := readmeBlock(t, blocks, name)
 	e := start(t, map[string]string{
 		"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
 		"CONNECT_TOKEN_SECRET": testSecret,
 	})
 	alice := e.dialAs(t, "alice", "news", "demo")
-	local := strings.NewReplacer("127.0.0.1:8081", e.stack.HTTPAddr).Replace(code)
-	if local == code {
-		t.Fatalf("the example does not name 127.0.0.1:8081:\n%s", code)
-	}
-	out := shell(t, t.TempDir(), local)
+	local := e.localAddrs(t, name, code)
+	out := shellEnv(t, t.TempDir(), env, local)
 	t.Cleanup(func() {
 		if t.Failed() {
-			t.Logf("the example as run:\n%s\nprinted:\n%s", local, out)
+			t.Logf("the %s example as run:\n%s\nprinted:\n%s", name, local, out)
 		}
 	})
 
@@ -136,16 +136,11 @@ func TestReadmeUserExamples(t *testing.T) {
 		}
 		disconnected struct{ Disconnected int }
 	)
-	dec := json.NewDecoder(strings.NewReader(out))
-	for _, v := range []any{&sent, &count, &broadcast, &disconnected} {
-		if err := dec.Decode(v); err != nil {
-			t.Fatalf("the example's answers: %v", err)
-		}
-	}
+	decodeAnswers(t, out, &sent, &count, &broadcast, &disconnected)
 	if sent.Delivered != 1 || count.Connections != 1 || count.Users != 1 || len(broadcast.Results) != 2 || disconnected.Disconnected != 1 {
 		t.Fatalf("answers %+v %+v %+v %+v: want 1 delivered, 1 connection of 1 user, 2 results, 1 disconnected", sent, count, broadcast, disconnected)
 	}
-	alice.expectUserMessage(t, "alice", sent.MessageID, `{"hello":"alice"}`)
+	alice.expectUserMessage(t, "alice", sent.MessageID, sendData)
 	got := map[string]string{}
 	for range 2 {
 		var m struct{ Topic, ID string }
@@ -160,6 +155,145 @@ func TestReadmeUserExamples(t *testing.T) {
 		}
 	}
 	alice.expectClosedAfter(t, `{"type":"disconnect","reason":"signed out","reconnect":false}`)
+}
+
+// grpcurlModule is the grpcurl the docs' grpcurl examples run with, at a
+// pinned version. It is a tool of this test, fetched from the Go module
+// proxy the way the TypeScript example's packages come from npm, not a
+// dependency in go.mod.
+const grpcurlModule = "github.com/fullstorydev/grpcurl/cmd/grpcurl@v1.9.3"
+
+// TestReadmeGrpcurlExamples runs docs/publishing.md's grpcurl blocks as
+// written, with a real grpcurl first on PATH, each against its own
+// devstack: publish, list and health; the user calls; and the API-key
+// block, with the key in $API_KEY as the page writes it, on a stack with
+// API_KEYS, where the page's health check must still answer without one.
+func TestReadmeGrpcurlExamples(t *testing.T) {
+	t.Parallel()
+	blocks := docBlocks(t, "docs/publishing.md")
+	if _, err := exec.LookPath("curl"); err != nil {
+		t.Fatalf("the API-key example needs curl: %v", err)
+	}
+	// Built once for the subtests; Go's build cache makes it quick after
+	// the first run.
+	bin := t.TempDir()
+	runEnv(t, t.TempDir(), []string{"GOBIN=" + bin}, "go", "install", grpcurlModule)
+	env := []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH")}
+
+	t.Run("publish", func(t *testing.T) {
+		t.Parallel()
+		e := start(t, map[string]string{"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0"})
+		browser := e.dial(t, "demo")
+		local := e.localAddrs(t, "grpcurl", readmeBlock(t, blocks, "grpcurl"))
+		out := shellEnv(t, t.TempDir(), env, local)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("the grpcurl example as run:\n%s\nprinted:\n%s", local, out)
+			}
+		})
+		var (
+			published struct {
+				MessageID string `json:"messageId"`
+				Delivered int    `json:"delivered"`
+			}
+			listed struct {
+				Subscribers []struct{ ConnectionID string } `json:"subscribers"`
+			}
+			health struct{ Status string }
+		)
+		decodeAnswers(t, out, &published, &listed, &health)
+		if published.MessageID == "" || published.Delivered != 1 || len(listed.Subscribers) != 1 || health.Status != "SERVING" {
+			t.Fatalf("answers %+v %+v %+v: want a message id delivered to 1, 1 subscriber, SERVING", published, listed, health)
+		}
+		browser.expectMessage(t, "demo", published.MessageID, `{"hello":"grpc"}`, nil)
+	})
+
+	t.Run("users", func(t *testing.T) {
+		t.Parallel()
+		testUserExamples(t, blocks, "grpcurl-users", `{"hello":"grpc"}`, env)
+	})
+
+	t.Run("api key", func(t *testing.T) {
+		t.Parallel()
+		e := start(t, map[string]string{
+			"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0",
+			"API_KEYS": "other-key," + testAPIKey,
+		})
+		browser := e.dial(t, "demo")
+		local := e.localAddrs(t, "api-key", readmeBlock(t, blocks, "api-key"))
+		out := shellEnv(t, t.TempDir(), append(env, "API_KEY="+testAPIKey), local)
+		t.Cleanup(func() {
+			if t.Failed() {
+				t.Logf("the api-key example as run:\n%s\nprinted:\n%s", local, out)
+			}
+		})
+		var rest, grpc struct {
+			MessageID string `json:"messageId"`
+		}
+		decodeAnswers(t, out, &rest, &grpc)
+		if rest.MessageID == "" || grpc.MessageID == "" {
+			t.Fatalf("answers %+v %+v: want a message id from each", rest, grpc)
+		}
+		browser.expectMessage(t, "demo", rest.MessageID, `{"hello":"world"}`, nil)
+		browser.expectMessage(t, "demo", grpc.MessageID, `{"hello":"grpc"}`, nil)
+
+		// The page's health check, as written in the grpcurl block, with
+		// no key anywhere in its environment.
+		var check string
+		for line := range strings.Lines(readmeBlock(t, blocks, "grpcurl")) {
+			if strings.Contains(line, "grpc.health.v1.Health/Check") {
+				check = line
+			}
+		}
+		if check == "" || strings.Contains(check, "$API_KEY") {
+			t.Fatalf("the grpcurl block has no keyless grpc.health.v1.Health/Check line: %q", check)
+		}
+		var health struct{ Status string }
+		decodeAnswers(t, shellEnv(t, t.TempDir(), append(env, "API_KEY="), e.localAddrs(t, "health", check)), &health)
+		if health.Status != "SERVING" {
+			t.Fatalf("the health check without a key on a stack with API_KEYS: %+v, want SERVING", health)
+		}
+	})
+}
+
+// localAddrs is the example code with the default addresses the docs show
+// replaced by this stack's own; an example that names neither fails.
+func (e *e2e) localAddrs(t *testing.T, name, code string) string {
+	t.Helper()
+	local := strings.NewReplacer("127.0.0.1:9090", e.stack.GRPCAddr, "127.0.0.1:8081", e.stack.HTTPAddr).Replace(code)
+	if local == code {
+		t.Fatalf("the %s example names neither 127.0.0.1:9090 nor 127.0.0.1:8081:\n%s", name, code)
+	}
+	return local
+}
+
+// decodeAnswers decodes an example's output, one JSON value per call in
+// order, into answers, and fails if anything is left over.
+func decodeAnswers(t *testing.T, out string, answers ...any) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(out))
+	for i, v := range answers {
+		if err := dec.Decode(v); err != nil {
+			t.Fatalf("the example's answer %d of %d: %v", i+1, len(answers), err)
+		}
+	}
+	if dec.More() {
+		t.Fatalf("the example printed more than its %d answers", len(answers))
+	}
+}
+
+// docBlocks maps each readme-test marker's name in doc to its code block.
+func docBlocks(t *testing.T, doc string) map[string]string {
+	t.Helper()
+	text, err := os.ReadFile(filepath.Join(repoRoot, doc))
+	if err != nil {
+		t.Fatal(err)
+	}
+	blocks, err := readmeBlocks(text)
+	if err != nil {
+		t.Fatalf("%s: %v", doc, err)
+	}
+	return blocks
 }
 
 // readmeFence is a marker comment and the fenced code block right after it.
@@ -316,12 +450,25 @@ func runCurl(t *testing.T, b map[string]string) string {
 // stopping at the first failing command.
 func shell(t *testing.T, dir, code string) string {
 	t.Helper()
-	return run(t, dir, "bash", "-eu", "-o", "pipefail", "-c", code)
+	return shellEnv(t, dir, nil, code)
+}
+
+// shellEnv is shell with env added to the test's environment.
+func shellEnv(t *testing.T, dir string, env []string, code string) string {
+	t.Helper()
+	return runEnv(t, dir, env, "bash", "-eu", "-o", "pipefail", "-c", code)
 }
 
 // run runs a command in dir and returns its standard output; any failure
 // fails the test with everything the command printed.
 func run(t *testing.T, dir, name string, args ...string) string {
+	t.Helper()
+	return runEnv(t, dir, nil, name, args...)
+}
+
+// runEnv is run with env added to the test's environment (a later entry
+// wins over an earlier one of the same name).
+func runEnv(t *testing.T, dir string, env []string, name string, args ...string) string {
 	t.Helper()
 	// Generous: a setup step may download modules or npm packages and
 	// build gRPC on a busy machine; the bound only stops a hung command.
@@ -329,6 +476,9 @@ func run(t *testing.T, dir, name string, args ...string) string {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, name, args...)
 	cmd.Dir = dir
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
