@@ -18,6 +18,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -93,7 +94,7 @@ func Start(tb testing.TB) *Server {
 	if err != nil {
 		tb.Fatalf("dynalite: %v", errors.Join(errs...))
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenLoopback()
 	if err != nil {
 		tb.Fatalf("dynalite: proxy: %v", err)
 	}
@@ -134,7 +135,16 @@ func (s *Server) Restart() {
 	if err := s.start(); err != nil {
 		s.tb.Fatalf("dynalite: restart: %v", err)
 	}
-	l, err := net.Listen("tcp", s.addr)
+	// The port is outside the range the kernel gives outgoing connections
+	// (listenLoopback), so only another listener could have taken it
+	// meanwhile, and only for a moment.
+	var l net.Listener
+	var err error
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if l, err = net.Listen("tcp", s.addr); err == nil || time.Now().After(deadline) {
+			break
+		}
+	}
 	if err != nil {
 		s.tb.Fatalf("dynalite: restart the proxy: %v", err)
 	}
@@ -240,12 +250,39 @@ func (b *syncBuffer) String() string {
 }
 
 func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	l, err := listenLoopback()
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// listenLoopback listens on a free loopback port below the kernel's range
+// for outgoing connections' local ports, so that Restart can bind the same
+// port again: in that range, any of the parallel tests' connections may
+// have been given it while it was closed. Elsewhere (the range unknown,
+// or no room below it) it takes any free port.
+func listenLoopback() (net.Listener, error) {
+	low := 32768 // Linux's default
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if n, err := strconv.Atoi(f[0]); err == nil {
+				low = n
+			}
+		}
+	}
+	const floor = 10000
+	for range 100 {
+		if low-floor < 1000 {
+			break
+		}
+		port := floor + rand.IntN(low-floor)
+		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
+			return l, nil
+		}
+	}
+	return net.Listen("tcp", "127.0.0.1:0")
 }
 
 // repoRoot walks up from the working directory (a package directory under
