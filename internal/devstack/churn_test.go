@@ -300,8 +300,8 @@ type churnClient struct {
 	other []string            // frames that are neither messages nor pongs
 }
 
-// plan draws every client's topics and fate from rng: the seed alone
-// decides the scenario.
+// plan draws every client's topics and fate from rng: its random seed
+// alone decides the scenario.
 func plan(rng *rand.Rand, topics []string) []*churnClient {
 	clients := make([]*churnClient, churnClients)
 	for i := range clients {
