@@ -245,15 +245,7 @@ func testSubscribersPaging(t *testing.T, s store.Store, _ *fakeClock) {
 func testPagingSkipsExpired(t *testing.T, s store.Store, clock *fakeClock) {
 	// Odd connections subscribe first and expire first; the last id is odd,
 	// so the listing ends with an expired subscription.
-	var odd, even []string
-	for i := range 40 {
-		id := fmt.Sprintf("c-%02d", i)
-		if i%2 == 1 {
-			odd = append(odd, id)
-		} else {
-			even = append(even, id)
-		}
-	}
+	odd, even := oddAndEvenIDs(40)
 	for _, id := range odd {
 		mustSubscribe(t, s, id, "mixed")
 	}
@@ -544,4 +536,18 @@ func firstDiff(a, b []string) int {
 		}
 	}
 	return min(len(a), len(b))
+}
+
+// oddAndEvenIDs names n connections c-00, c-01, … and splits them by the
+// parity of their number: tests of expiry let one half expire first.
+func oddAndEvenIDs(n int) (odd, even []string) {
+	for i := range n {
+		id := fmt.Sprintf("c-%02d", i)
+		if i%2 == 1 {
+			odd = append(odd, id)
+		} else {
+			even = append(even, id)
+		}
+	}
+	return odd, even
 }

@@ -92,15 +92,7 @@ func testUserConnectionsSkipExpired(t *testing.T, s store.Store, clock *fakeCloc
 	ctx := t.Context()
 	// Odd connections connect first and expire first; the last id is odd,
 	// so the listing ends with an expired membership.
-	var odd, even []string
-	for i := range 20 {
-		id := fmt.Sprintf("c-%02d", i)
-		if i%2 == 1 {
-			odd = append(odd, id)
-		} else {
-			even = append(even, id)
-		}
-	}
+	odd, even := oddAndEvenIDs(20)
 	for _, id := range odd {
 		putUserConnection(t, s, id, "u")
 	}
