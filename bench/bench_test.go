@@ -53,26 +53,30 @@ func TestScenarios(t *testing.T) {
 		{"lookup", runLookup, 4, "", "50 items"},
 		{"memory", runMemory, 1, "KiB per connection", ""},
 	} {
-		rows, err := tt.run(t.Context(), cfg)
-		if err != nil {
-			t.Fatalf("%s: %v", tt.scenario, err)
-		}
-		if len(rows) != tt.rows {
-			t.Errorf("%s: %d rows, want %d: %q", tt.scenario, len(rows), tt.rows, rows)
-		}
-		for i, r := range rows {
-			t.Logf("%s: %q", tt.scenario, r)
-			if want := map[bool]string{true: tt.first, false: tt.want}[i == 0 && tt.first != ""]; !strings.Contains(fmt.Sprint(r), want) {
-				t.Errorf("%s: row %q, want %q in it", tt.scenario, r, want)
+		// Side by side: the test checks rows and losses, not rates.
+		t.Run(tt.scenario, func(t *testing.T) {
+			t.Parallel()
+			rows, err := tt.run(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
 			}
-		}
-		if tt.scenario == "lookup" {
-			for _, want := range []string{"NextPosition", "Retain", "Query", "GetItem"} {
-				if !strings.Contains(fmt.Sprint(rows), want) {
-					t.Errorf("lookup: rows %q name no %s", rows, want)
+			if len(rows) != tt.rows {
+				t.Errorf("%d rows, want %d: %q", len(rows), tt.rows, rows)
+			}
+			for i, r := range rows {
+				t.Logf("%q", r)
+				if want := map[bool]string{true: tt.first, false: tt.want}[i == 0 && tt.first != ""]; !strings.Contains(fmt.Sprint(r), want) {
+					t.Errorf("row %q, want %q in it", r, want)
 				}
 			}
-		}
+			if tt.scenario == "lookup" {
+				for _, want := range []string{"NextPosition", "Retain", "Query", "GetItem"} {
+					if !strings.Contains(fmt.Sprint(rows), want) {
+						t.Errorf("rows %q name no %s", rows, want)
+					}
+				}
+			}
+		})
 	}
 }
 
