@@ -87,13 +87,24 @@ func NewDynamoDB(client *dynamodb.Client, table string, opts ...Option) *DynamoD
 // hold a deadline (retry.go). It replaces cfg's retryer;
 // cfg.RetryMaxAttempts (AWS_MAX_ATTEMPTS) still overrides the attempts.
 func NewDynamoDBClient(cfg aws.Config, endpoint string) *dynamodb.Client {
+	return newDynamoDBClient(cfg, endpoint, attemptTimeouts{dialTimeout, tlsHandshakeTimeout, responseHeaderTimeout})
+}
+
+// attemptTimeouts bound one attempt of a call: NewDynamoDBClient's are the
+// constants above; a test of a store that never answers sets shorter ones,
+// so as not to wait out the product's seconds.
+type attemptTimeouts struct {
+	dial, tlsHandshake, responseHeader time.Duration
+}
+
+func newDynamoDBClient(cfg aws.Config, endpoint string, timeouts attemptTimeouts) *dynamodb.Client {
 	httpClient := awshttp.NewBuildableClient().WithTransportOptions(func(t *http.Transport) {
 		t.MaxIdleConns = maxIdleConnsPerHost
 		t.MaxIdleConnsPerHost = maxIdleConnsPerHost
-		t.TLSHandshakeTimeout = tlsHandshakeTimeout
-		t.ResponseHeaderTimeout = responseHeaderTimeout
+		t.TLSHandshakeTimeout = timeouts.tlsHandshake
+		t.ResponseHeaderTimeout = timeouts.responseHeader
 	}).WithDialerOptions(func(d *net.Dialer) {
-		d.Timeout = dialTimeout
+		d.Timeout = timeouts.dial
 	})
 	return dynamodb.NewFromConfig(cfg, func(o *dynamodb.Options) {
 		o.HTTPClient = httpClient

@@ -22,6 +22,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 
+	"github.com/wsgateway/wsgateway/internal/config"
 	"github.com/wsgateway/wsgateway/internal/dynalite"
 )
 
@@ -98,6 +99,18 @@ func TestNewDynamoDBClient(t *testing.T) {
 		if got := o.Retryer.MaxAttempts(); got != maxAttempts {
 			t.Errorf("Retryer.MaxAttempts() = %d, want %d", got, maxAttempts)
 		}
+	}
+	// A store that never answers fails a call after maxTimeoutAttempts
+	// attempts of responseHeaderTimeout and the wait between them
+	// (TestDynamoDBHungEndpointIsUnavailable shows it with shorter
+	// timeouts): within CALL_TIMEOUT's default, or the caller would hear
+	// its own deadline instead of ErrUnavailable.
+	defaults, err := config.Load(func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hung := maxTimeoutAttempts*responseHeaderTimeout + transientBackoffMax; hung >= defaults.CallTimeout {
+		t.Errorf("a hung store fails a call after up to %v, not within CALL_TIMEOUT's default %v", hung, defaults.CallTimeout)
 	}
 	// AWS_MAX_ATTEMPTS, as config.LoadDefaultConfig reads it.
 	cfg.RetryMaxAttempts = 2

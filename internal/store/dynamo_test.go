@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,11 +85,14 @@ func TestEnsureTable(t *testing.T) {
 	}
 }
 
-// everyMethod calls each Store method once.
-var everyMethod = []struct {
+// storeCall is one call of a store method, named for failure messages.
+type storeCall struct {
 	name string
 	call func(context.Context, store.Store) error
-}{
+}
+
+// everyMethod calls each Store method once.
+var everyMethod = []storeCall{
 	{"PutConnection", func(ctx context.Context, s store.Store) error {
 		return s.PutConnection(ctx, store.Connection{ID: "c2", ConnectedAt: time.Now()})
 	}},
@@ -434,6 +438,49 @@ func TestDynamoDBStreamsThrottled(t *testing.T) {
 // publish or a subscribe past the store's own timeouts.
 func TestDynamoDBStreamsStalled(t *testing.T) {
 	t.Parallel()
+	endpoint := hungEndpoint(t)
+	calls := methods(t, "NextPosition", "Positions", "Reserve", "History")
+	var wg sync.WaitGroup
+	wg.Go(func() { wantUnavailableWhenHung(t, endpoint, calls) })
+	// A short deadline, on the product's client: the caller's deadline ends
+	// each call, long before the store's own timeouts would.
+	s := store.NewDynamoDB(store.NewDynamoDBClient(testConfig(), endpoint), "wsgateway")
+	for _, c := range calls {
+		wg.Go(func() {
+			short, cancel := context.WithTimeout(t.Context(), 500*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			err := c.call(short, s)
+			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, store.ErrUnavailable) {
+				t.Errorf("%s against a stalled store with a 500ms deadline: %v", c.name, err)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Errorf("%s took %v with a 500ms deadline", c.name, d)
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// methods are the calls of everyMethod with the given names.
+func methods(t *testing.T, names ...string) []storeCall {
+	t.Helper()
+	var calls []storeCall
+	for _, name := range names {
+		i := slices.IndexFunc(everyMethod, func(c storeCall) bool { return c.name == name })
+		if i < 0 {
+			t.Fatalf("no method %q in everyMethod", name)
+		}
+		calls = append(calls, everyMethod[i])
+	}
+	return calls
+}
+
+// hungEndpoint is the endpoint of a store that accepts connections, reads
+// the requests and never answers, as a blackholed route or a hung
+// DynamoDB does, until the test ends.
+func hungEndpoint(t *testing.T) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -446,7 +493,6 @@ func TestDynamoDBStreamsStalled(t *testing.T) {
 			if err != nil {
 				return
 			}
-			// Read and never answer, until the test ends.
 			mu.Lock()
 			conns = append(conns, c)
 			mu.Unlock()
@@ -461,41 +507,40 @@ func TestDynamoDBStreamsStalled(t *testing.T) {
 			c.Close()
 		}
 	})
-	s := store.NewDynamoDB(store.NewDynamoDBClient(testConfig(), "http://"+l.Addr().String()), "wsgateway")
+	return "http://" + l.Addr().String()
+}
 
-	calls := map[string]func(context.Context) error{
-		"NextPosition": func(ctx context.Context) error { _, err := s.NextPosition(ctx, "a", time.Hour); return err },
-		"Positions": func(ctx context.Context) error {
-			_, err := s.Positions(ctx, []string{"a", "b"}, time.Hour)
-			return err
-		},
-		"Reserve": func(ctx context.Context) error { _, err := s.Reserve(ctx, "a", "k"); return err },
-		"History": func(ctx context.Context) error { _, _, err := s.History(ctx, "a", 0, 10); return err },
-	}
-	for name, call := range calls {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			// A generous deadline: the store's own timeouts end the call.
-			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+// hungAttemptTimeout stands in, against a hung endpoint, for the client's
+// timeouts of an attempt (4 s for the response in the product): the
+// mechanism that ends a call is the same, at a fraction of the wait.
+const hungAttemptTimeout = time.Second
+
+// wantUnavailableWhenHung makes every call at once, as the timeouts mostly
+// wait, through a client whose attempts time out after hungAttemptTimeout
+// against endpoint, which never answers. Each must end by itself with
+// ErrUnavailable, within three timeouts: two attempts time out and the
+// store gives up (maxTimeoutAttempts). The caller's deadline, five
+// timeouts, must not be what ends it; eight attempts would reach it.
+func wantUnavailableWhenHung(t *testing.T, endpoint string, calls []storeCall) {
+	t.Helper()
+	s := store.NewDynamoDB(store.NewDynamoDBClientTimingOut(testConfig(), endpoint, hungAttemptTimeout), "wsgateway")
+	var wg sync.WaitGroup
+	for _, c := range calls {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(t.Context(), 5*hungAttemptTimeout)
 			defer cancel()
 			start := time.Now()
-			err := call(ctx)
+			err := c.call(ctx, s)
+			took := time.Since(start)
 			if !errors.Is(err, store.ErrUnavailable) || ctx.Err() != nil {
-				t.Errorf("%s against a stalled store: %v after %v, want ErrUnavailable before the deadline", name, err, time.Since(start))
+				t.Errorf("%s against a hung store: %v after %v, want ErrUnavailable before the deadline", c.name, err, took)
 			}
-			// A short one: the caller's deadline ends it.
-			short, cancelShort := context.WithTimeout(t.Context(), 500*time.Millisecond)
-			defer cancelShort()
-			start = time.Now()
-			err = call(short)
-			if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, store.ErrUnavailable) {
-				t.Errorf("%s against a stalled store with a 500ms deadline: %v", name, err)
-			}
-			if d := time.Since(start); d > 2*time.Second {
-				t.Errorf("%s took %v with a 500ms deadline", name, d)
+			if took > 3*hungAttemptTimeout {
+				t.Errorf("%s against a hung store took %v, want two attempts of %v", c.name, took, hungAttemptTimeout)
 			}
 		})
 	}
+	wg.Wait()
 }
 
 // WithConsumedCapacity reports what a publish's writes cost, and only

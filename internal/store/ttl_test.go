@@ -1,17 +1,13 @@
 package store_test
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
@@ -157,63 +153,11 @@ func TestEnsureTableTTLRefusals(t *testing.T) {
 
 // A store that accepts connections and never answers must fail calls with
 // ErrUnavailable within seconds, well inside a caller's deadline
-// (CALL_TIMEOUT, 10 s by default), rather than pin them.
+// (CALL_TIMEOUT, 10 s by default), rather than pin them. The test shows
+// it with attempts timing out after a second (wantUnavailableWhenHung);
+// TestNewDynamoDBClient holds the product's timeouts to CALL_TIMEOUT.
 func TestDynamoDBHungEndpointIsUnavailable(t *testing.T) {
 	t.Parallel()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var held []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			held = append(held, c) // read nothing, answer nothing
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range held {
-			c.Close()
-		}
-	})
-
-	s := store.NewDynamoDB(store.NewDynamoDBClient(testConfig(), "http://"+l.Addr().String()), "wsgateway")
-	for _, m := range []struct {
-		name string
-		call func(context.Context) error
-	}{
-		{"Ping", func(ctx context.Context) error { return s.Ping(ctx) }},
-		{"Subscribe", func(ctx context.Context) error { return s.Subscribe(ctx, "c1", "", []string{"a"}) }},
-		{"PutConnection with a user", func(ctx context.Context) error {
-			return s.PutConnection(ctx, store.Connection{ID: "c1", Subject: "u"})
-		}},
-		{"UserConnections", func(ctx context.Context) error { _, err := s.UserConnections(ctx, "u", 10, ""); return err }},
-		{"CountSubscribers", func(ctx context.Context) error { _, _, err := s.CountSubscribers(ctx, "a"); return err }},
-	} {
-		t.Run(m.name, func(t *testing.T) {
-			t.Parallel()
-			// The caller's deadline, which a hung store must not reach. It
-			// starts with the call: a parallel subtest may wait long for
-			// its turn.
-			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
-			defer cancel()
-			start := time.Now()
-			err := m.call(ctx)
-			if took := time.Since(start); took > 12*time.Second {
-				t.Errorf("took %v, want a few seconds", took)
-			}
-			if !errors.Is(err, store.ErrUnavailable) {
-				t.Errorf("error %v, want ErrUnavailable", err)
-			}
-		})
-	}
+	wantUnavailableWhenHung(t, hungEndpoint(t),
+		methods(t, "Ping", "Subscribe", "PutConnection with a user", "UserConnections", "CountSubscribers"))
 }
