@@ -466,7 +466,12 @@ func testStreamsBadInputStoresNothing(t *testing.T, s store.Store, _ *fakeClock)
 }
 
 func testConcurrentNextPosition(t *testing.T, s store.Store, _ *fakeClock) {
-	const workers, each = 8, 200
+	// Eight publishers at once: the first calls race to start the counter's
+	// epoch, and every later one races seven others for the next offset.
+	// Each round repeats that race; 25 keep all eight publishing together
+	// throughout, where more would only repeat it at an UpdateItem apiece
+	// against DynamoDB.
+	const workers, each = 8, 25
 	got := make([][]store.Position, workers)
 	errs := make([]error, workers)
 	var wg sync.WaitGroup
