@@ -174,10 +174,11 @@ func TestReadmeGrpcurlExamples(t *testing.T) {
 	if _, err := exec.LookPath("curl"); err != nil {
 		t.Fatalf("the API-key example needs curl: %v", err)
 	}
-	// Built once for the subtests; Go's build cache makes it quick after
-	// the first run.
+	// Built once for the subtests. go install would link grpcurl anew on
+	// every run; go run keeps the executable it links in Go's build cache,
+	// and with -exec cp, instead of running it, copies it here.
 	bin := t.TempDir()
-	runEnv(t, t.TempDir(), []string{"GOBIN=" + bin}, "go", "install", grpcurlModule)
+	run(t, t.TempDir(), "go", "run", "-exec", "cp", grpcurlModule, filepath.Join(bin, "grpcurl"))
 	env := []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH")}
 
 	t.Run("publish", func(t *testing.T) {
