@@ -219,17 +219,22 @@ func TestDynamoDBMissingTableIsNotUnavailable(t *testing.T) {
 
 // A throttled burst of concurrent calls must come through: DynamoDB asks
 // clients to back off, and the SDK's default retry quota would instead fail
-// most of the burst at once.
+// every throttled call at once past the first hundred retries.
 func TestDynamoDBThrottledBurst(t *testing.T) {
 	t.Parallel()
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 	srv := dynalite.Start(t)
-	client := store.NewDynamoDBClient(testConfig(), srv.Endpoint())
+	// The burst's requests queue on one single-threaded dynalite, which on
+	// a loaded machine can keep the last ones waiting past the product's
+	// 4 s for an answer: a slow test machine, not a hung store.
+	client := store.NewDynamoDBClientTimingOut(testConfig(), srv.Endpoint(), 30*time.Second)
 	table := newTable(t, client)
-	const burst = 300
+	// Half again the 100 retries the SDK's quota allows (below); each call
+	// is a request dynalite serves one at a time.
+	const burst = 150
 
-	// The next 300 requests are throttled: about every call's first attempt.
+	// The next 150 requests are throttled: about every call's first attempt.
 	// Each call retries after a few milliseconds and gets through.
 	srv.ThrottleNext(burst, dynalite.ProvisionedThroughputExceeded)
 	for i, err := range callBurst(ctx, store.NewDynamoDB(client, table), "ours", burst) {
@@ -246,7 +251,7 @@ func TestDynamoDBThrottledBurst(t *testing.T) {
 	}
 
 	// The same burst through a client with the SDK's default retryer. No
-	// request gets through before the 300 throttles are spent, so nothing
+	// request gets through before the 150 throttles are spent, so nothing
 	// refills its bucket of 500 tokens: after 100 retries at 5 tokens, every
 	// further throttled call fails at once. This is what the test guards
 	// against.
@@ -299,7 +304,8 @@ func TestDynamoDBThrottling(t *testing.T) {
 	ctx := t.Context()
 	srv := dynalite.Start(t)
 	client := store.NewDynamoDBClient(testConfig(), srv.Endpoint())
-	s := store.NewDynamoDB(client, newTable(t, client))
+	table := newTable(t, client)
+	s := store.NewDynamoDB(quickerWaits(t, client), table)
 
 	srv.ThrottleNext(4, dynalite.ProvisionedThroughputExceeded)
 	if err := s.PutConnection(ctx, store.Connection{ID: "c1", ConnectedAt: time.Now()}); err != nil {
@@ -336,11 +342,11 @@ func TestDynamoDBThrottling(t *testing.T) {
 	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
 	before := srv.Throttled()
-	if err := s.Ping(short); !errors.Is(err, context.DeadlineExceeded) {
+	if err := store.NewDynamoDB(client, table).Ping(short); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("Ping past the caller's deadline: %v, want context.DeadlineExceeded", err)
 	}
-	// The waits between 8 attempts add up to more than a second: fewer
-	// attempts mean the deadline ended the retries.
+	// The product's waits between 8 attempts add up to more than a second:
+	// fewer attempts mean the deadline ended the retries.
 	if n := srv.Throttled() - before; n >= 8 {
 		t.Errorf("Ping made %d attempts within a 100ms deadline, want the deadline to stop them", n)
 	}
@@ -351,6 +357,27 @@ func TestDynamoDBThrottling(t *testing.T) {
 			t.Errorf("%s once throttling ended: %v", m.name, err)
 		}
 	}
+}
+
+// quickerWaits is client with the store's retryer waiting a tenth as long
+// between attempts: the same attempts, after the same errors, without a
+// quota. A call throttled to its last attempt waits out over a second of
+// backoff meant for DynamoDB's partitions to refill; the tests that
+// throttle calls that far need not.
+func quickerWaits(t *testing.T, client *dynamodb.Client) *dynamodb.Client {
+	t.Helper()
+	r, ok := client.Options().Retryer.(aws.RetryerV2)
+	if !ok {
+		t.Fatalf("the store's retryer is a %T, want an aws.RetryerV2", client.Options().Retryer)
+	}
+	return dynamodb.New(client.Options(), func(o *dynamodb.Options) { o.Retryer = tenthOfTheWait{r} })
+}
+
+type tenthOfTheWait struct{ aws.RetryerV2 }
+
+func (r tenthOfTheWait) RetryDelay(attempt int, err error) (time.Duration, error) {
+	d, err := r.RetryerV2.RetryDelay(attempt, err)
+	return d / 10, err
 }
 
 // Two processes publishing to one topic share its counter through DynamoDB:
@@ -406,7 +433,7 @@ func TestDynamoDBStreamsThrottled(t *testing.T) {
 	defer cancel()
 	srv := dynalite.Start(t)
 	client := store.NewDynamoDBClient(testConfig(), srv.Endpoint())
-	s := store.NewDynamoDB(client, newTable(t, client))
+	s := store.NewDynamoDB(quickerWaits(t, client), newTable(t, client))
 
 	srv.Throttle(0.3, dynalite.Throttling)
 	const workers, each = 4, 50

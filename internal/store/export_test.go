@@ -8,8 +8,9 @@ import (
 )
 
 // NewDynamoDBClientTimingOut is NewDynamoDBClient with each attempt's dial,
-// TLS and response timeouts all d, for the tests of a store that never
-// answers. TestNewDynamoDBClient holds NewDynamoDBClient to the real ones.
+// TLS and response timeouts all d: shorter than the product's against a
+// store that never answers, longer for a burst that queues on one
+// dynalite. TestNewDynamoDBClient holds NewDynamoDBClient to the real ones.
 func NewDynamoDBClientTimingOut(cfg aws.Config, endpoint string, d time.Duration) *dynamodb.Client {
 	return newDynamoDBClient(cfg, endpoint, attemptTimeouts{dial: d, tlsHandshake: d, responseHeader: d})
 }
