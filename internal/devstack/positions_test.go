@@ -232,12 +232,21 @@ func secondPublisher(t *testing.T, e *e2e, env map[string]string) wsgatewayv1.Pu
 }
 
 // Eight publishers, half of them on a second publisher service, publish
-// 200 messages each to one topic, many at once: the answers hold offsets
-// 1..1600, each once, in one epoch, and every subscriber receives each of
+// 25 messages each to one topic, many at once: the answers hold offsets
+// 1..200, each once, in one epoch, and every subscriber receives each of
 // them once. The order on the wire across concurrent publishers is not
 // promised, so the check is on the set.
+//
+// What this checks is the whole stack's path: two services' publishers
+// taking positions from one counter at once and fanning out what they took
+// to every subscriber. The counter's own races are the store conformance
+// suite's, on both stores. Up to 64 publishes in flight at once, over two
+// services, is what makes this one real: 25 a publisher keep all eight
+// publishing together, eight in flight each, three times over, where more
+// would only repeat the same race at several DynamoDB calls and three
+// posts apiece.
 func testConcurrentOffsets(t *testing.T, e *e2e, env map[string]string) {
-	const publishers, each, subscribers, inFlight = 8, 200, 3, 8
+	const publishers, each, subscribers, inFlight = 8, 25, 3, 8
 	const total = publishers * each
 	readers := make([]*reader, subscribers)
 	for i := range readers {
@@ -248,6 +257,7 @@ func testConcurrentOffsets(t *testing.T, e *e2e, env map[string]string) {
 	var mu sync.Mutex
 	answered := map[uint64]int{}
 	epochs := map[string]bool{}
+	inFlightNow, peak := 0, 0 // publishes awaiting their answer: now, and the most at once
 	var g errgroup.Group
 	for p := range publishers {
 		c := clients[p%2]
@@ -256,7 +266,14 @@ func testConcurrentOffsets(t *testing.T, e *e2e, env map[string]string) {
 			pg.SetLimit(inFlight)
 			for i := range each {
 				pg.Go(func() error {
+					mu.Lock()
+					inFlightNow++
+					peak = max(peak, inFlightNow)
+					mu.Unlock()
 					res, err := e.publishJSON(context.Background(), c, "stream", "", fmt.Sprintf("p%d-%d", p, i))
+					mu.Lock()
+					inFlightNow--
+					mu.Unlock()
 					if err != nil {
 						return err
 					}
@@ -275,6 +292,11 @@ func testConcurrentOffsets(t *testing.T, e *e2e, env map[string]string) {
 	}
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
+	}
+	// Several publishers' windows overlapped: otherwise the positions went
+	// hardly raced.
+	if peak < 2*inFlight {
+		t.Errorf("at most %d publishes were in flight at once, want at least %d: two publishers' windows", peak, 2*inFlight)
 	}
 	if len(epochs) != 1 || epochs[""] {
 		t.Fatalf("answers name epochs %v, want one", epochs)
@@ -527,12 +549,18 @@ func testBadPositionInput(t *testing.T, e *e2e) {
 
 // With DynamoDB throttling half of all requests, and at the start every
 // request for a while (more than the store's own retries absorb), backends
-// publish 100 keyed messages at once and retry each with its key until it
+// publish 32 keyed messages at once and retry each with its key until it
 // is accepted, as a client library does after UNAVAILABLE or a deadline:
 // every subscriber gets each message exactly once, and the accepted
 // publishes hold distinct offsets.
+//
+// The callers' retries come from the burst at the start, whatever the
+// number of messages: it outlasts the store's attempts at every worker's
+// first publish. After it every other request is throttled, so each of the
+// 32 publishes has its several calls retried by the store; more publishes
+// would only add backoff waits and DynamoDB calls.
 func testKeyedRetriesUnderThrottling(t *testing.T, e *e2e, db *dynalite.Server) {
-	const workers, each = 4, 25
+	const workers, each = 4, 8
 	readers := []*reader{subscribeReader(t, e, "retried"), subscribeReader(t, e, "retried")}
 	before := db.Throttled()
 	db.Throttle(0.5, dynalite.Throttling)
