@@ -28,6 +28,7 @@ import (
 	"github.com/wsgateway/wsgateway/internal/dynalite"
 	"github.com/wsgateway/wsgateway/internal/poll"
 	"github.com/wsgateway/wsgateway/internal/publisher"
+	"github.com/wsgateway/wsgateway/internal/store"
 )
 
 // TestPositions drives topic positions, idempotent publishes and History
@@ -188,6 +189,19 @@ func rest(method, url, body string, out any) (int, string, error) {
 // fan-out and, for DynamoDB, its own client of the table.
 func secondPublisher(t *testing.T, e *e2e, env map[string]string) wsgatewayv1.PublisherServiceClient {
 	t.Helper()
+	return secondPublisherOver(t, e, env, nil)
+}
+
+// ratedStore is a store as the publisher service needs it.
+type ratedStore interface {
+	store.Store
+	store.RateLimiter
+}
+
+// secondPublisherOver is secondPublisher with its store seen through wrap
+// (nil: as it is), for a service whose store calls a test delays.
+func secondPublisherOver(t *testing.T, e *e2e, env map[string]string, wrap func(ratedStore) ratedStore) wsgatewayv1.PublisherServiceClient {
+	t.Helper()
 	cfg, err := config.Load(func(k string) string { return env[k] })
 	if err != nil {
 		t.Fatal(err)
@@ -199,6 +213,21 @@ func secondPublisher(t *testing.T, e *e2e, env map[string]string) wsgatewayv1.Pu
 	}
 	if cfg.DynamoDBEndpoint == "" {
 		opts.Store = e.stack.Store // one process's memory is the only memory store there is
+	}
+	if wrap != nil {
+		st, ok := opts.Store.(ratedStore)
+		if cfg.DynamoDBEndpoint != "" {
+			// The service's own client of the table, as assembly makes it.
+			awsCfg, err := cfg.AWS(context.Background(), true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, ok = store.NewDynamoDB(store.NewDynamoDBClient(awsCfg, cfg.DynamoDBEndpoint), cfg.TableName), true
+		}
+		if !ok {
+			t.Fatalf("store %T keeps no rate limits", opts.Store)
+		}
+		opts.Store = wrap(st)
 	}
 	gw, err := assembly.New(context.Background(), cfg, opts)
 	if err != nil {

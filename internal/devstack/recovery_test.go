@@ -19,6 +19,7 @@ import (
 
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
 	"github.com/wsgateway/wsgateway/internal/apigw"
+	"github.com/wsgateway/wsgateway/internal/store"
 )
 
 // TestRecovery drives recovering subscribes through the whole stack, once
@@ -42,7 +43,8 @@ func TestRecovery(t *testing.T) {
 		})
 		t.Run("a subscribe racing publishes", func(t *testing.T) {
 			t.Parallel()
-			testRecoveryRace(t, stack("recovery-race", nil))
+			env := s.env("recovery-race", nil)
+			testRecoveryRace(t, start(t, env), env)
 		})
 	})
 }
@@ -391,14 +393,31 @@ func testRecoveryExpired(t *testing.T, e *e2e) {
 // back again and again, each time recovering from the last offset up to
 // which it had seen every message: over the whole run it sees every
 // offset, whatever the order of the subscribe and the publishes.
-func testRecoveryRace(t *testing.T, e *e2e) {
+//
+// Each connection is held to what its subscribe promises, not only the
+// run to its total, since the next recovery heals what one connection
+// missed: a recovered subscribe replays every offset after the client's up
+// to the position it answers, before the answer, and every publish past
+// that position which answered while the connection was open reached it
+// live. So a fan-out that read its recipients before taking its position,
+// or a subscribe that stored the subscription only after replaying, fails
+// the round it happens in, where at the end of the run alone it mostly
+// went unseen; and a recovery that answered not recovered on finding a
+// message still being retained fails within a few rounds, with one
+// publisher slow to retain. That is what makes sixteen rounds enough.
+func testRecoveryRace(t *testing.T, e *e2e, env map[string]string) {
 	const topic = "rec-race"
+	// One publisher is a second service whose messages reach the history
+	// a little after their positions are taken, as a slow store call
+	// does: a recovering subscribe often finds the hole such a publish
+	// leaves, and must wait for it rather than answer not recovered.
+	lagging := secondPublisherOver(t, e, env, func(s ratedStore) ratedStore { return laggingRetain{s, retainLag} })
 	var mu sync.Mutex
 	published := map[uint64]string{} // offset → message id
 	var epoch atomic.Value
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for p := range 2 {
+	for p, c := range []wsgatewayv1.PublisherServiceClient{e.grpc, lagging} {
 		wg.Go(func() {
 			for i := 0; ; i++ {
 				select {
@@ -406,7 +425,7 @@ func testRecoveryRace(t *testing.T, e *e2e) {
 					return
 				default:
 				}
-				res, err := e.grpc.Publish(context.Background(), &wsgatewayv1.PublishRequest{Topic: topic, Data: structpb.NewStringValue(fmt.Sprintf("p%d-%d", p, i))})
+				res, err := c.Publish(context.Background(), &wsgatewayv1.PublishRequest{Topic: topic, Data: structpb.NewStringValue(fmt.Sprintf("p%d-%d", p, i))})
 				if err != nil {
 					t.Errorf("Publish: %v", err)
 					return
@@ -448,32 +467,66 @@ func testRecoveryRace(t *testing.T, e *e2e) {
 			last++
 		}
 	}
-	const rounds = 30
+	// offsets are those of topic among frames.
+	offsets := func(frames []rframe) map[uint64]bool {
+		out := map[uint64]bool{}
+		for _, f := range frames {
+			if f.Type == "message" && f.Topic == topic {
+				out[f.Offset] = true
+			}
+		}
+		return out
+	}
+	const rounds = 16
 	var c *rclient
 	for round := range rounds {
 		c = recoveryDial(t, e)
+		from := last
 		if round == 0 {
 			c.send(t, fmt.Sprintf(`{"action":"subscribe","topics":[%q]}`, topic))
 		} else {
-			c.send(t, recoverFrame(topic, ep, last))
+			c.send(t, recoverFrame(topic, ep, from))
 		}
 		f, before := c.answer(t)
 		if f.Type != "subscribed" || (round > 0 && !f.Recovered[topic]) {
 			t.Fatalf("round %d: answer %s, want subscribed, recovered", round, f.raw)
 		}
+		at := f.Positions[topic].Offset
 		if round == 0 {
 			// It starts from here: what was published before is not
 			// its to see.
-			ep, first = f.Positions[topic].Epoch, f.Positions[topic].Offset
+			ep, first = f.Positions[topic].Epoch, at
 			last = first
+		} else {
+			replayed := offsets(before)
+			for o := from + 1; o <= at; o++ {
+				if !replayed[o] {
+					t.Fatalf("round %d: recovered from %d up to %d, but offset %d came not before the answer", round, from, at, o)
+				}
+			}
 		}
 		record(before)
 		if round == rounds-1 {
 			break
 		}
 		time.Sleep(time.Duration(round%5) * 5 * time.Millisecond) // connected for a while, or hardly
+		mu.Lock()
+		var answered []uint64 // past the subscribe's position, answered while c was connected
+		for o := range published {
+			if o > at {
+				answered = append(answered, o)
+			}
+		}
+		mu.Unlock()
 		closeServerSide(t, e, c)
-		record(c.drain(t))
+		rest := c.drain(t)
+		record(rest)
+		got := offsets(append(before, rest...))
+		for _, o := range answered {
+			if !got[o] {
+				t.Fatalf("round %d: offset %d, past the position %d the subscribe answered, was published while connected but never came", round, o, at)
+			}
+		}
 	}
 	close(stop)
 	wg.Wait()
@@ -506,4 +559,21 @@ func testRecoveryRace(t *testing.T, e *e2e) {
 	if end-first < 2*rounds {
 		t.Errorf("only %d publishes raced %d subscribes", end-first, rounds)
 	}
+}
+
+// retainLag is how long laggingRetain holds a message back from the
+// history: long beside the moment between a recovering subscribe's reading
+// of the position and of the history, well inside the time it waits for a
+// hole to fill.
+const retainLag = 10 * time.Millisecond
+
+// laggingRetain is a store whose Retain starts lag late.
+type laggingRetain struct {
+	ratedStore
+	lag time.Duration
+}
+
+func (s laggingRetain) Retain(ctx context.Context, topic string, pos store.Position, r store.Retained, ttl time.Duration) error {
+	time.Sleep(s.lag)
+	return s.ratedStore.Retain(ctx, topic, pos, r, ttl)
 }
