@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -190,6 +191,24 @@ func (s *Stack) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	wsSrv := &http.Server{Handler: s.Emulator, ReadHeaderTimeout: 10 * time.Second}
+	// A burst of posts leaves the management API client connections it
+	// dialled and then never sent a request on; Shutdown would wait for
+	// each to be five seconds old. They carry nothing, so Shutdown closes
+	// them at once.
+	var unused sync.Map // net.Conn → struct{}: accepted, no request read yet
+	wsSrv.ConnState = func(c net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			unused.Store(c, struct{}{})
+		} else {
+			unused.Delete(c)
+		}
+	}
+	wsSrv.RegisterOnShutdown(func() {
+		unused.Range(func(c, _ any) bool {
+			c.(net.Conn).Close()
+			return true
+		})
+	})
 	wsErr := make(chan error, 1)
 	go func() {
 		defer cancel() // without the WebSocket API the stack is useless

@@ -10,10 +10,12 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -39,6 +41,40 @@ func TestEndToEnd(t *testing.T) {
 			testStoreUnreachable(t, e, s.db)
 		}
 	})
+}
+
+// A burst of publishes leaves the management API client with connections
+// it dialled and never sent a request on: stopping the stack (Ctrl-C on
+// make run, and every test's end) must not wait for the emulated API
+// Gateway's server to give up on them.
+func TestStackStopsPromptly(t *testing.T) {
+	t.Parallel()
+	e := start(t, map[string]string{"WS_ADDR": "127.0.0.1:0", "GRPC_ADDR": "127.0.0.1:0", "HTTP_ADDR": "127.0.0.1:0"})
+	const subscribers, publishes = 8, 64
+	clients := make([]*client, subscribers)
+	for i := range clients {
+		clients[i] = e.dial(t, "burst")
+	}
+	var g errgroup.Group
+	for range publishes {
+		g.Go(func() error {
+			_, err := e.grpc.Publish(context.Background(), &wsgatewayv1.PublishRequest{Topic: "burst", Data: one()})
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range clients {
+		c.conn.CloseNow()
+	}
+	begin := time.Now()
+	if err := e.stop(); err != nil {
+		t.Fatalf("devstack stopped with %v", err)
+	}
+	if took := time.Since(begin); took > 2*time.Second {
+		t.Errorf("the stack took %v to stop after a burst of publishes, want well under a second", took)
+	}
 }
 
 // storeCase is a store a test runs stacks on: memory, or DynamoDB on a
@@ -82,6 +118,9 @@ type e2e struct {
 	stack *devstack.Stack
 	grpc  wsgatewayv1.PublisherServiceClient
 	http  string
+	// stop stops the stack and returns what Run did; start calls it when
+	// the test ends, and a test may call it before.
+	stop func() error
 }
 
 func start(t *testing.T, env map[string]string) *e2e {
@@ -98,9 +137,12 @@ func start(t *testing.T, env map[string]string) *e2e {
 	}
 	done := make(chan error, 1)
 	go func() { done <- stack.Run(ctx) }()
-	t.Cleanup(func() {
+	stop := sync.OnceValue(func() error {
 		cancel()
-		if err := <-done; err != nil {
+		return <-done
+	})
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
 			t.Errorf("devstack stopped with %v", err)
 		}
 	})
@@ -110,7 +152,7 @@ func start(t *testing.T, env map[string]string) *e2e {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	e := &e2e{stack: stack, grpc: wsgatewayv1.NewPublisherServiceClient(conn), http: "http://" + stack.HTTPAddr}
+	e := &e2e{stack: stack, grpc: wsgatewayv1.NewPublisherServiceClient(conn), http: "http://" + stack.HTTPAddr, stop: stop}
 
 	// Poll health like a load balancer before testing anything.
 	poll.Until(t, eventually, "gRPC health SERVING and /healthz ok", func() bool {
