@@ -35,26 +35,13 @@ import (
 func TestBrowser(t *testing.T) {
 	t.Parallel()
 	browser := startBrowser(t)
-	// The cases share the browser, each in tabs of its own against servers
-	// of its own, and run at once: most of their time is waiting on the
-	// page's timers (reconnect delays, the subscriber count's refresh) and
-	// the seconds in which a page told not to reconnect must stay away,
-	// which then overlap. Run from goroutines rather than parallel, they
-	// share this test's place among the package's parallel tests instead
-	// of each waiting for one of its own.
-	var wg sync.WaitGroup
-	for name, test := range map[string]func(t *testing.T){
-		"demo page":                              func(t *testing.T) { testDemoPage(t, browser) },
-		"refused connection":                     func(t *testing.T) { testRefusedConnection(t, browser) },
-		"publisher auth":                         func(t *testing.T) { testAPIKeyField(t, browser) },
-		"recovers what was published while away": func(t *testing.T) { testRecovery(t, browser, true) },
-		"says what it could not recover":         func(t *testing.T) { testRecovery(t, browser, false) },
-		"subscriber count and user messages":     func(t *testing.T) { testCountAndUser(t, browser) },
-		"disconnected by the server":             func(t *testing.T) { testServerDisconnect(t, browser) },
-	} {
-		wg.Go(func() { t.Run(name, test) })
-	}
-	wg.Wait()
+	t.Run("demo page", func(t *testing.T) { testDemoPage(t, browser) })
+	t.Run("refused connection", func(t *testing.T) { testRefusedConnection(t, browser) })
+	t.Run("publisher auth", func(t *testing.T) { testAPIKeyField(t, browser) })
+	t.Run("recovers what was published while away", func(t *testing.T) { testRecovery(t, browser, true) })
+	t.Run("says what it could not recover", func(t *testing.T) { testRecovery(t, browser, false) })
+	t.Run("subscriber count and user messages", func(t *testing.T) { testCountAndUser(t, browser) })
+	t.Run("disconnected by the server", func(t *testing.T) { testServerDisconnect(t, browser) })
 }
 
 // testCountAndUser opens two pages of one user on a stack that enforces
