@@ -83,9 +83,12 @@ func TestPublishOutcomes(t *testing.T) {
 			wantTries: map[string]int{"conn-1000": 1},
 		},
 		{
-			name:        "hanging post is cut by CallTimeout and retried",
-			script:      map[string][]int{"conn-1000": {hang}},
-			callTimeout: 50 * time.Millisecond,
+			name:   "hanging post is cut by CallTimeout and retried",
+			script: map[string][]int{"conn-1000": {hang}},
+			// Long enough for the other posts to land on a loaded
+			// machine (at 50 ms they were cut too), short enough to
+			// wait out three times.
+			callTimeout: 300 * time.Millisecond,
 			want:        fanout.Result{Delivered: 2, Failed: 1},
 			wantTries:   map[string]int{"conn-1000": 3},
 		},
