@@ -57,6 +57,10 @@ func TestVerify(t *testing.T) {
 		{"valid", sign(t, jwt.SigningMethodHS256, []byte(secret), valid), ""},
 		{"empty", "", "no token"},
 		{"garbage", "not.a.jwt", "malformed"},
+		// One signed token, other spellings: each must be refused.
+		{"a line break in the signature", respell(t, sign(t, jwt.SigningMethodHS256, []byte(secret), valid), func(sig string) string { return sig[:5] + "\r\n" + sig[5:] }), "malformed"},
+		{"padding", respell(t, sign(t, jwt.SigningMethodHS256, []byte(secret), valid), func(sig string) string { return sig + "=" }), "malformed"},
+		{"stray bits after the signature", respell(t, sign(t, jwt.SigningMethodHS256, []byte(secret), valid), strayBits), "malformed"},
 		{"wrong secret", sign(t, jwt.SigningMethodHS256, []byte("another-secret-of-32-bytes......"), valid), "bad signature"},
 		{"alg none", unsignedNone, "algorithm"},
 		{"HS512 with the same secret", sign(t, jwt.SigningMethodHS512, []byte(secret), valid), "algorithm"},
@@ -98,6 +102,25 @@ func TestVerify(t *testing.T) {
 			}
 		})
 	}
+}
+
+// respell returns token with its signature segment rewritten by f.
+func respell(t *testing.T, token string, f func(sig string) string) string {
+	t.Helper()
+	i := strings.LastIndexByte(token, '.')
+	if i < 0 {
+		t.Fatalf("%q has no signature segment", token)
+	}
+	return token[:i+1] + f(token[i+1:])
+}
+
+// strayBits sets the unused low bits of sig's last character: an HS256
+// signature is 32 bytes, 43 characters whose last carries 2 spare bits.
+// It decodes to the same bytes unless decoding is strict.
+func strayBits(sig string) string {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	last := strings.IndexByte(alphabet, sig[len(sig)-1])
+	return sig[:len(sig)-1] + string(alphabet[last|1])
 }
 
 // The publish claim reads like topics: names and "prefix*" patterns, and

@@ -81,6 +81,9 @@ func NewTokens(secret string, now func() time.Time) *Tokens {
 			jwt.WithExpirationRequired(),
 			jwt.WithTimeFunc(now),
 			jwt.WithLeeway(30*time.Second),
+			// Stray bits after a segment's last character are refused, so
+			// that a signed token has one spelling (see Verify).
+			jwt.WithStrictDecoding(),
 		),
 	}
 }
@@ -90,6 +93,13 @@ func NewTokens(secret string, now func() time.Time) *Tokens {
 func (t *Tokens) Verify(token string) (Claims, error) {
 	if token == "" {
 		return Claims{}, fmt.Errorf("%w: no token query parameter", ErrInvalidToken)
+	}
+	// A token is three base64url segments joined by dots. Go's base64
+	// decoder skips \r and \n, so without this check one signed token could
+	// be written many ways, and a token refused by its text (a deny list, a
+	// log search) would still get in in another spelling.
+	if i := strings.IndexFunc(token, notTokenRune); i >= 0 {
+		return Claims{}, fmt.Errorf("%w: malformed: a character outside base64url and '.' at byte %d", ErrInvalidToken, i)
 	}
 	var c Claims
 	_, err := t.parser.ParseWithClaims(token, &c, t.key)
@@ -106,6 +116,12 @@ func (t *Tokens) Verify(token string) (Claims, error) {
 		return Claims{}, fmt.Errorf("%w: %v", ErrInvalidToken, err)
 	}
 	return c, nil
+}
+
+// notTokenRune reports whether r cannot appear in a compact JWS: base64url
+// without padding, and the dots between the segments.
+func notTokenRune(r rune) bool {
+	return !('a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9' || r == '-' || r == '_' || r == '.')
 }
 
 // errAlgorithm: only HS256 is accepted. "none", RS256 with the secret
