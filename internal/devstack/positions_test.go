@@ -322,8 +322,8 @@ func testConcurrentOffsets(t *testing.T, e *e2e, env map[string]string) {
 	if err := g.Wait(); err != nil {
 		t.Fatal(err)
 	}
-	// Several publishers' windows overlapped: otherwise the positions went
-	// hardly raced.
+	// Several publishers' windows overlapped: otherwise the positions were
+	// hardly raced for.
 	if peak < 2*inFlight {
 		t.Errorf("at most %d publishes were in flight at once, want at least %d: two publishers' windows", peak, 2*inFlight)
 	}

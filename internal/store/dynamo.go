@@ -91,8 +91,8 @@ func NewDynamoDBClient(cfg aws.Config, endpoint string) *dynamodb.Client {
 }
 
 // attemptTimeouts bound one attempt of a call: NewDynamoDBClient's are the
-// constants above; a test of a store that never answers sets shorter ones,
-// so as not to wait out the product's seconds.
+// constants above; tests set shorter ones against a store that never
+// answers, and longer ones where a busy dynalite may answer late.
 type attemptTimeouts struct {
 	dial, tlsHandshake, responseHeader time.Duration
 }
