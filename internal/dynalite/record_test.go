@@ -41,8 +41,13 @@ func TestRecorder(t *testing.T) {
 		t.Fatal(err)
 	}
 	// A new table may still be CREATING: a busy dynalite answers
-	// ResourceNotFound until it is ACTIVE.
-	if err := dynamodb.NewTableExistsWaiter(setup).Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("things")}, time.Minute); err != nil {
+	// ResourceNotFound until it is ACTIVE. The waiter's default first
+	// delay (20 s) is AWS's pace, not dynalite's, which is ready within
+	// milliseconds.
+	waiter := dynamodb.NewTableExistsWaiter(setup, func(o *dynamodb.TableExistsWaiterOptions) {
+		o.MinDelay, o.MaxDelay = 10*time.Millisecond, 100*time.Millisecond
+	})
+	if err := waiter.Wait(ctx, &dynamodb.DescribeTableInput{TableName: aws.String("things")}, time.Minute); err != nil {
 		t.Fatal(err)
 	}
 
