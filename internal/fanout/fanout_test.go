@@ -85,10 +85,12 @@ func TestPublishOutcomes(t *testing.T) {
 		{
 			name:   "hanging post is cut by CallTimeout and retried",
 			script: map[string][]int{"conn-1000": {hang}},
-			// Long enough for the other posts to land on a loaded
-			// machine (at 50 ms they were cut too), short enough to
-			// wait out three times.
-			callTimeout: 300 * time.Millisecond,
+			// Long enough for every post to reach the server on a
+			// loaded machine (at 50 ms the other posts were cut too; at
+			// 300 ms, with four test binaries on two cores, a retry was
+			// cut before the server had read it, so it counted two
+			// tries), short enough to wait out three times.
+			callTimeout: time.Second,
 			want:        fanout.Result{Delivered: 2, Failed: 1},
 			wantTries:   map[string]int{"conn-1000": 3},
 		},
