@@ -82,10 +82,13 @@ check-generate: generate ## fail if gen/ is stale
 		echo "gen/ is stale: run 'make generate' and commit the result"; exit 1; \
 	fi
 
+# One go build for all of them, so their packages compile and link side by side; provided.al2023
+# wants each named bootstrap in its own directory.
 lambdas: ## each Lambda as build/<name>/bootstrap for provided.al2023 on arm64
-	@for l in $(LAMBDAS); do \
-		GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build $(GO_BUILD_FLAGS) -tags lambda.norpc -o build/$$l/bootstrap ./lambdas/$$l; \
-	done
+	@rm -rf build/.lambdas
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 go build $(GO_BUILD_FLAGS) -tags lambda.norpc -o build/.lambdas/ $(LAMBDAS:%=./lambdas/%)
+	@for l in $(LAMBDAS); do mkdir -p build/$$l && mv build/.lambdas/$$l build/$$l/bootstrap; done
+	@rmdir build/.lambdas
 	@echo "built $(LAMBDAS:%=build/%/bootstrap)"
 
 package: lambdas ## each Lambda zipped as build/<name>.zip too, reproducibly; deploy/template.yaml deploys build/<name>/
