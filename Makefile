@@ -30,7 +30,7 @@ unit:
 # executions rather than seconds: with a duration, Go 1.26's fuzz coordinator can race its
 # own deadline and fail a target with a bare "context deadline exceeded" and no input
 # (fixed in Go 1.27); a count has no deadline to race.
-FUZZTIME ?= 30000x
+FUZZTIME ?= 10000x
 FUZZ_TARGETS := internal/wsproto:FuzzParseTopics internal/wsproto:FuzzAction internal/wsproto:FuzzValidateTopic \
 	internal/wsproto:FuzzParseSubscribe internal/wsproto:FuzzMatchingPatterns \
 	internal/handler:FuzzAllowedPatternCoversItsTopics internal/fanout:FuzzValidate internal/auth:FuzzVerify
