@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -23,6 +24,11 @@ const (
 	// (or DynamoDB deleted it) in between: one more round then succeeds, so
 	// running out means something keeps rewriting the counter.
 	counterTries = 5
+
+	// BatchGetItem reads at most 100 keys. DynamoDB returns the ones it
+	// throttled as UnprocessedKeys, retried as batchWrite retries writes
+	// (batchAttempts, dynamo.go).
+	batchGetSize = 100
 
 	// reservePollMax caps the wait between looks at a pending reservation:
 	// a publish completes in milliseconds, and a duplicate should hear the
@@ -74,17 +80,43 @@ func (s *DynamoDB) NextPosition(ctx context.Context, topic string, keep time.Dur
 	return s.counter(ctx, topic, keep, true)
 }
 
-// Positions refreshes (or starts) each topic's counter, a few at a time.
+// Positions reads every topic's counter in one strongly consistent
+// BatchGetItem, and returns those that are live with at least keep/2 left
+// as read: no write. The others (none yet, expired, or less than keep/2
+// left) go through counter, a few at a time, which starts, restarts or
+// refreshes each atomically.
+//
+// A read answers as well as counter's update would: the subscription is
+// stored before Positions is called, and a strongly consistent read sees
+// every offset taken before it, so a publish that takes a later one reads
+// the subscription and delivers live.
 func (s *DynamoDB) Positions(ctx context.Context, topics []string, keep time.Duration) (map[string]Position, error) {
 	topics, err := checkPositions(topics, keep)
 	if err != nil {
 		return nil, err
 	}
-	var mu sync.Mutex
 	out := make(map[string]Position, len(topics))
+	if len(topics) == 0 {
+		return out, nil
+	}
+	counters, err := s.readCounters(ctx, topics)
+	if err != nil {
+		return nil, err
+	}
+	now := s.now()
+	var stale []string
+	for _, topic := range topics {
+		c, ok := counters[topic]
+		if !ok || !positionFresh(c.ExpiresAt, now, keep) {
+			stale = append(stale, topic)
+			continue
+		}
+		out[topic] = Position{Epoch: c.Epoch, Offset: c.Offset}
+	}
+	var mu sync.Mutex
 	g, ctx := errgroup.WithContext(ctx)
 	g.SetLimit(subscribeConcurrency)
-	for _, topic := range topics {
+	for _, topic := range stale {
 		g.Go(func() error {
 			pos, err := s.counter(ctx, topic, keep, false)
 			if err != nil {
@@ -100,6 +132,76 @@ func (s *DynamoDB) Positions(ctx context.Context, topics []string, keep time.Dur
 		return nil, err
 	}
 	return out, nil
+}
+
+// readCounters reads the counters of topics, by topic, strongly
+// consistently, batchGetSize at a time; a topic without a counter has no
+// entry.
+func (s *DynamoDB) readCounters(ctx context.Context, topics []string) (map[string]counterItem, error) {
+	proj, err := expression.NewBuilder().WithProjection(expression.NamesList(
+		expression.Name(attrPK), expression.Name(attrOffset), expression.Name(attrEpoch), expression.Name(attrExpiresAt),
+	)).Build()
+	if err != nil {
+		return nil, err
+	}
+	keys := make([]map[string]types.AttributeValue, len(topics))
+	byKey := make(map[string]string, len(topics))
+	for i, topic := range topics {
+		keys[i] = itemKey(counterKey(topic), counterKey(topic))
+		byKey[counterKey(topic)] = topic
+	}
+	out := make(map[string]counterItem, len(topics))
+	for chunk := range slices.Chunk(keys, batchGetSize) {
+		items, err := s.batchGet(ctx, types.KeysAndAttributes{
+			Keys:                     chunk,
+			ConsistentRead:           aws.Bool(true),
+			ProjectionExpression:     proj.Projection(),
+			ExpressionAttributeNames: proj.Names(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, item := range items {
+			var c counterItem
+			if err := attributevalue.UnmarshalMap(item, &c); err != nil {
+				return nil, fmt.Errorf("dynamodb counter item: %w", err)
+			}
+			topic, ok := byKey[c.PK]
+			if !ok {
+				return nil, fmt.Errorf("dynamodb BatchGetItem returned item %q, which was not asked for", c.PK)
+			}
+			out[topic] = c
+		}
+	}
+	return out, nil
+}
+
+// batchGet reads one batch and retries the keys DynamoDB left unprocessed
+// (it does so when throttled), as batchWrite does the writes. Each retry
+// asks for them with req's own settings, so every read stays strongly
+// consistent whatever UnprocessedKeys says.
+func (s *DynamoDB) batchGet(ctx context.Context, req types.KeysAndAttributes) ([]map[string]types.AttributeValue, error) {
+	var items []map[string]types.AttributeValue
+	for attempt := 1; ; attempt++ {
+		out, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
+			RequestItems: map[string]types.KeysAndAttributes{s.table: req},
+		})
+		if err != nil {
+			return nil, dynamoError(err)
+		}
+		items = append(items, out.Responses[s.table]...)
+		req.Keys = out.UnprocessedKeys[s.table].Keys
+		left := len(req.Keys)
+		if left == 0 {
+			return items, nil
+		}
+		if attempt == batchAttempts {
+			return nil, fmt.Errorf("%w: dynamodb BatchGetItem: %d keys still unprocessed after %d attempts", ErrUnavailable, left, attempt)
+		}
+		if err := smithytime.SleepWithContext(ctx, backoff(attempt, throttleBackoffMax)); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // counter updates topic's counter and returns its position: advanced by

@@ -149,6 +149,9 @@ func compareOffset(r memRetained, offset uint64) int {
 	return 0
 }
 
+// Positions pushes a counter's expiry out only when less than keep/2 of
+// it is left, as the DynamoDB store does (which otherwise only reads it),
+// so that both stores keep an epoch as long.
 func (m *Memory) Positions(_ context.Context, topics []string, keep time.Duration) (map[string]Position, error) {
 	topics, err := checkPositions(topics, keep)
 	if err != nil {
@@ -162,7 +165,9 @@ func (m *Memory) Positions(_ context.Context, topics []string, keep time.Duratio
 	out := make(map[string]Position, len(topics))
 	for _, topic := range topics {
 		c := s.counter(topic, now)
-		c.expires = keepUntil(now, keep)
+		if !positionFresh(c.expires, now, keep) {
+			c.expires = keepUntil(now, keep)
+		}
 		out[topic] = c.pos
 	}
 	return out, nil

@@ -29,10 +29,11 @@ type Retained struct {
 	Envelope []byte
 }
 
-// PositionKeep is how long a topic's counter (and so its epoch) outlives
-// the topic's last publish or subscribe, unless the history retention is
-// longer: long enough that a browser reconnecting after API Gateway's
-// 2-hour close finds the same epoch.
+// PositionKeep is the keep of a topic's counter (and so of its epoch),
+// unless the history retention is longer: the counter outlives the topic's
+// last publish by the keep, and its last subscribe by at least half of it
+// (Positions). Half, 12 hours, is long enough that a browser reconnecting
+// after API Gateway's 2-hour close finds the same epoch.
 const PositionKeep = 24 * time.Hour
 
 // IdempotencyWindow is how long a publish's idempotency key is remembered.
@@ -60,8 +61,13 @@ type Streams interface {
 	// Retain keeps m (whose Offset is set) in topic's history for ttl.
 	Retain(ctx context.Context, topic string, pos Position, m Retained, ttl time.Duration) error
 	// Positions returns each topic's latest position, starting an epoch
-	// (offset 0) for a topic that has none, and refreshing the counter's
-	// expiry by keep.
+	// (offset 0) for a topic that has none or whose counter expired. The
+	// position is read after the call began, never an older one. A
+	// counter is written only when less than keep/2 of its life is left:
+	// its expiry is then pushed out to keep from now. So the epoch
+	// returned lasts at least keep/2 after the call, and a subscribe to a
+	// topic whose counter is fresh costs a read, not a write; the counter
+	// outlives the topic's last publish (NextPosition) by keep all the same.
 	Positions(ctx context.Context, topics []string, keep time.Duration) (map[string]Position, error)
 	// History returns topic's retained, unexpired messages of its current
 	// epoch with an offset above since, oldest first, at most limit, and
@@ -80,4 +86,11 @@ type Streams interface {
 	// Release frees key after the publish that reserved it failed, so a
 	// retry can go through.
 	Release(ctx context.Context, topic, key string) error
+}
+
+// positionFresh reports whether a counter expiring at expires (in epoch
+// seconds) is live at now with at least keep/2 of its life left, so that
+// Positions returns it as it is, without a write.
+func positionFresh(expires int64, now time.Time, keep time.Duration) bool {
+	return live(expires, now) && expires >= keepUntil(now, keep/2)
 }

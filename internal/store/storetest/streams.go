@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,6 +34,7 @@ var streamTests = []struct {
 	{"PositionsGrowByOne", testPositionsGrowByOne},
 	{"PositionsOfNewTopic", testPositionsOfNewTopic},
 	{"ExpiredCounterStartsNewEpoch", testExpiredCounterStartsNewEpoch},
+	{"PositionsRefreshPastHalfKeep", testPositionsRefreshPastHalfKeep},
 	{"History", testHistory},
 	{"HistoryExpiryAndEpochs", testHistoryExpiryAndEpochs},
 	{"Idempotency", testIdempotency},
@@ -184,6 +186,56 @@ func testExpiredCounterStartsNewEpoch(t *testing.T, s store.Store, clock *fakeCl
 	}
 	if pos := next(t, s, "b"); pos != (store.Position{Epoch: got.Epoch, Offset: 1}) {
 		t.Errorf("NextPosition(b) = %+v, want offset 1 of %q", pos, got.Epoch)
+	}
+}
+
+// Positions writes a counter only when less than half of keep is left:
+// a subscribe to a busy topic reads its position, and the publishes keep
+// the counter alive. Either way the epoch it answers lasts at least keep/2.
+func testPositionsRefreshPastHalfKeep(t *testing.T, s store.Store, clock *fakeClock) {
+	// More than half left: returned as it is, not extended. The counter
+	// expires with the publish's keep.
+	pos := next(t, s, "a")
+	clock.Advance(keep/2 - time.Second)
+	if got := positions(t, s, "a")["a"]; got != pos {
+		t.Fatalf("Positions(a) with more than half of keep left = %+v, want %+v", got, pos)
+	}
+	clock.Advance(keep/2 + 2*time.Second) // a second past the publish's keep
+	wantHistory(t, s, "a", 0, 10, store.Position{})
+	if got := positions(t, s, "a")["a"]; got.Offset != 0 || got.Epoch == "" || got.Epoch == pos.Epoch {
+		t.Fatalf("Positions(a) after the publish's keep = %+v, want offset 0 of a new epoch (not %q): Positions with more than half left must not extend the counter", got, pos.Epoch)
+	}
+
+	// Less than half left: extended by keep from the call.
+	pos = next(t, s, "b")
+	clock.Advance(keep/2 + time.Second)
+	if got := positions(t, s, "b")["b"]; got != pos {
+		t.Fatalf("Positions(b) with less than half of keep left = %+v, want %+v", got, pos)
+	}
+	clock.Advance(keep - time.Second) // past the publish's keep, within the refresh's
+	wantHistory(t, s, "b", 0, 10, pos)
+	if got := next(t, s, "b"); got != (store.Position{Epoch: pos.Epoch, Offset: 2}) {
+		t.Fatalf("NextPosition(b) within the keep of Positions' refresh = %+v, want offset 2 of %q", got, pos.Epoch)
+	}
+
+	// Whatever is left when Positions is called, its epoch lasts at least
+	// keep/2 after the call: a topic of its own for each, its counter
+	// started by a publish (or by Positions) d before the call.
+	for i, d := range []time.Duration{0, time.Second, keep/2 - time.Second, keep / 2, keep/2 + time.Second, keep - time.Second} {
+		for _, publish := range []bool{true, false} {
+			topic := fmt.Sprintf("c%d-%t", i, publish)
+			if publish {
+				next(t, s, topic)
+			} else {
+				positions(t, s, topic)
+			}
+			clock.Advance(d)
+			got := positions(t, s, topic)[topic]
+			clock.Advance(keep/2 - time.Nanosecond)
+			if _, pos, err := s.History(t.Context(), topic, 0, 10); err != nil || pos != got {
+				t.Errorf("%s: History keep/2 after Positions (whose counter was started %v before it) = %+v, %v; want %+v, the epoch Positions answered", topic, d, pos, err, got)
+			}
+		}
 	}
 }
 
@@ -474,9 +526,15 @@ func testConcurrentNextPosition(t *testing.T, s store.Store, _ *fakeClock) {
 	const workers, each = 8, 25
 	got := make([][]store.Position, workers)
 	errs := make([]error, workers)
+	// taken is the highest offset a NextPosition has returned; published
+	// is closed once one has.
+	var taken atomic.Uint64
+	published := make(chan struct{})
+	var once sync.Once
 	var wg sync.WaitGroup
 	for w := range workers {
 		wg.Go(func() {
+			defer once.Do(func() { close(published) }) // a publisher that failed at once
 			for range each {
 				pos, err := s.NextPosition(t.Context(), "hot", keep)
 				if err != nil {
@@ -484,23 +542,53 @@ func testConcurrentNextPosition(t *testing.T, s store.Store, _ *fakeClock) {
 					return
 				}
 				got[w] = append(got[w], pos)
+				for {
+					old := taken.Load()
+					if old >= pos.Offset || taken.CompareAndSwap(old, pos.Offset) {
+						break
+					}
+				}
+				once.Do(func() { close(published) })
 			}
 		})
 	}
-	// Subscribes read the position meanwhile, which must not disturb it.
+	// Subscribes read the position meanwhile, which must not disturb it:
+	// one races the publishers to start the counter, the others find it
+	// live and fresh (the clock stands still), which the DynamoDB store
+	// answers from a read. Each sees at least every offset taken before
+	// it began.
+	var seen []store.Position
 	wg.Go(func() {
-		for range 20 {
-			if _, err := s.Positions(t.Context(), []string{"hot"}, keep); err != nil {
+		for i := range 20 {
+			if i == 1 {
+				<-published
+			}
+			floor := taken.Load()
+			got, err := s.Positions(t.Context(), []string{"hot"}, keep)
+			if err != nil {
 				t.Errorf("Positions during the publishes: %v", err)
 				return
 			}
+			if pos := got["hot"]; pos.Offset < floor {
+				t.Errorf("Positions during the publishes = %+v, below offset %d taken before it began", pos, floor)
+			}
+			seen = append(seen, got["hot"])
 		}
 	})
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {
 		t.Fatal(err)
 	}
-	wantGapless(t, slices.Concat(got...), workers*each)
+	all := slices.Concat(got...)
+	wantGapless(t, all, workers*each)
+	for _, pos := range seen {
+		if pos.Epoch != all[0].Epoch || pos.Offset > workers*each {
+			t.Errorf("Positions during the publishes = %+v, want an offset of epoch %q up to %d", pos, all[0].Epoch, workers*each)
+		}
+	}
+	if got := positions(t, s, "hot")["hot"]; got != (store.Position{Epoch: all[0].Epoch, Offset: workers * each}) {
+		t.Errorf("Positions after the publishes = %+v, want offset %d of %q", got, workers*each, all[0].Epoch)
+	}
 }
 
 // WantGapless checks that positions are offsets 1 to n, each exactly once,
