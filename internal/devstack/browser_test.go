@@ -131,8 +131,16 @@ func testServerDisconnect(t *testing.T, browser context.Context) {
 	disconnect(second, `{"reason":"account suspended","reconnect":false}`)
 	p.waitContains("connection-error", "Disconnected by the server: account suspended")
 	p.waitText("status", "closed by the server")
-	// Its first retry would come within half a second, and several more by now.
-	time.Sleep(3 * time.Second)
+	// A retry would come within half a second: the client's first backoff
+	// is at most 500 ms. Wait twice that by the page's own clock, from after
+	// the disconnect was shown: timers fire in the order they fall due, so
+	// however busy the machine, a retry timer the disconnect set has fired
+	// by then, and the status below would no longer read closed. Then give a
+	// socket it opened a moment to reach the gate.
+	if _, err := chromedp.Run(p.ctx, chromedp.Evaluate[any](`new Promise((resolve) => setTimeout(resolve, 1000))`, chromedp.EvalAwaitPromise)); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(250 * time.Millisecond)
 	if n := gate.accepted.Load() - attempts; n != 0 {
 		t.Errorf("the page made %d connection attempts after being told not to reconnect", n)
 	}
