@@ -12,7 +12,9 @@ import (
 
 const (
 	// MaxPositionsTopics bounds one Positions call: a subscribe names at
-	// most this many topics, and each costs the store one write.
+	// most this many topics, each a key of its one BatchGetItem (which
+	// takes up to 100) and, when its counter is new, expired or half
+	// aged, a write.
 	MaxPositionsTopics = 50
 	// MaxIdempotencyKeyLen is the longest idempotency key a publish may
 	// carry.
