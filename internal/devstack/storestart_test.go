@@ -56,12 +56,28 @@ func TestDevstackWaitsForTheStore(t *testing.T) {
 		err   error
 	}
 	started := make(chan result, 1)
+	waits := waitNotes(make(chan struct{}, 16))
+	begin := time.Now()
 	go func() {
-		s, err := devstack.New(t.Context(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		s, err := devstack.New(t.Context(), cfg, slog.New(waits))
 		started <- result{s, err}
 	}()
-	// Slower than the old half-second give-up, well inside the wait.
-	time.Sleep(2 * time.Second)
+	// The store comes up once New has said twice that it waits for it,
+	// so has tried again after a failed try, and a second has passed:
+	// twice the old give-up of one call of half a second, well inside the
+	// wait. Counting New's tries, not only the time, holds on a machine
+	// too busy to finish one call within the second.
+	for n := 0; n < 2; {
+		select {
+		case <-waits:
+			n++
+		case r := <-started:
+			t.Fatalf("New returned before the store was up, after %d notes that it waits: %v", n, r.err)
+		case <-time.After(eventually):
+			t.Fatalf("New logged %d notes that it waits for the store within %v, want 2", n, eventually)
+		}
+	}
+	time.Sleep(time.Until(begin.Add(time.Second)))
 	select {
 	case r := <-started:
 		t.Fatalf("New returned before the store was up: %v", r.err)
@@ -77,6 +93,24 @@ func TestDevstackWaitsForTheStore(t *testing.T) {
 	}
 }
 
+// waitNotes is a log handler that notes each of New's warnings that it
+// waits for DynamoDB, and drops the rest.
+type waitNotes chan struct{}
+
+func (w waitNotes) Enabled(context.Context, slog.Level) bool { return true }
+func (w waitNotes) WithAttrs([]slog.Attr) slog.Handler       { return w }
+func (w waitNotes) WithGroup(string) slog.Handler            { return w }
+
+func (w waitNotes) Handle(_ context.Context, r slog.Record) error {
+	if r.Level == slog.LevelWarn && strings.HasPrefix(r.Message, "waiting for DynamoDB") {
+		select {
+		case w <- struct{}{}:
+		default: // enough noted
+		}
+	}
+	return nil
+}
+
 func TestDevstackGivesUpOnAnAbsentStore(t *testing.T) {
 	t.Parallel()
 	db := dynalite.Start(t)
@@ -86,8 +120,9 @@ func TestDevstackGivesUpOnAnAbsentStore(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The caller's deadline stands in for StoreWait, which is too long for
-	// a test.
-	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	// a test; a second takes New through a failed call, a wait and a try
+	// again.
+	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
 	_, err = devstack.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err == nil {
