@@ -377,9 +377,16 @@ func testRecoveryExpired(t *testing.T, e *e2e) {
 		}
 		t.Logf("try %d: answered %v after the first publish, past the TTL; trying again", try, took)
 	}
-	// Expiry is kept in whole seconds, rounded up: 2 s after the last
-	// message was retained is past it for sure.
-	time.Sleep(time.Until(published.Add(2*ttl + 100*time.Millisecond)))
+	// Expiry is kept in whole seconds, rounded up, and a message is kept
+	// while the clock's second is before it: from the first whole second
+	// at or after published+ttl on, every message is past it for sure.
+	// That is ttl and half a second on average after the last one was
+	// retained, where ttl and a second had to be waited out before.
+	expired := published.Add(ttl).Truncate(time.Second)
+	if expired.Before(published.Add(ttl)) {
+		expired = expired.Add(time.Second)
+	}
+	time.Sleep(time.Until(expired.Add(100 * time.Millisecond)))
 	d := recoveryDial(t, e)
 	d.send(t, recoverFrame(topic, epoch, 0))
 	f, before := d.answer(t)
