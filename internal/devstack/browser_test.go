@@ -357,11 +357,19 @@ func testAPIKeyField(t *testing.T, browser context.Context) {
 	p.click("subscribe-button") // the default topic, demo
 	p.waitFor("the subscription shown as active",
 		`document.querySelector('[data-testid="subscriptions"] li[data-topic="demo"] .badge.ok') !== null`)
+	// Above the publish form, the topic's count says it needs a key, in two
+	// lines; a refresh after a key is typed makes it a count of one line,
+	// which moves the form up. A click aims where the button is when the
+	// click starts, so each click waits for the count it could race: a
+	// click aimed before the move lands just below the button (on a busy
+	// machine, the publish with the key never happened).
+	p.waitContains("subscriber-count", "enter an API key")
 
 	p.click("publish-button")
 	p.waitContains("publish-result", "401")
 
 	p.do(chromedp.SendKeys(testID("api-key-input"), "page-key"))
+	p.waitContains("subscriber-count", "On demo: 1 connection")
 	p.click("publish-button")
 	p.waitContains("publish-result", "delivered 1")
 	p.waitFor("the key kept for the tab only",
