@@ -94,7 +94,8 @@ func TestDevstackWaitsForTheStore(t *testing.T) {
 }
 
 // waitNotes is a log handler that notes each of New's warnings that it
-// waits for DynamoDB, and drops the rest.
+// waits for DynamoDB (a warning numbering its attempt: the record's
+// fields, not its wording), and drops the rest.
 type waitNotes chan struct{}
 
 func (w waitNotes) Enabled(context.Context, slog.Level) bool { return true }
@@ -102,7 +103,12 @@ func (w waitNotes) WithAttrs([]slog.Attr) slog.Handler       { return w }
 func (w waitNotes) WithGroup(string) slog.Handler            { return w }
 
 func (w waitNotes) Handle(_ context.Context, r slog.Record) error {
-	if r.Level == slog.LevelWarn && strings.HasPrefix(r.Message, "waiting for DynamoDB") {
+	attempt := false
+	r.Attrs(func(a slog.Attr) bool {
+		attempt = attempt || a.Key == "attempt"
+		return !attempt
+	})
+	if r.Level == slog.LevelWarn && attempt {
 		select {
 		case w <- struct{}{}:
 		default: // enough noted
