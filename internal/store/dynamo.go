@@ -632,18 +632,30 @@ func (s *DynamoDB) deleteItems(ctx context.Context, keys []map[string]types.Attr
 // (it does so when throttled).
 func (s *DynamoDB) batchWrite(ctx context.Context, writes []types.WriteRequest) error {
 	pending := map[string][]types.WriteRequest{s.table: writes}
-	for attempt := 1; ; attempt++ {
+	return untilProcessed(ctx, "BatchWriteItem", "writes", func() (int, error) {
 		out, err := s.db.BatchWriteItem(ctx, &dynamodb.BatchWriteItemInput{RequestItems: pending})
+		if err != nil {
+			return 0, err
+		}
+		pending = out.UnprocessedItems
+		return len(pending[s.table]), nil
+	})
+}
+
+// untilProcessed sends a batch call until DynamoDB leaves nothing of it
+// unprocessed (it leaves some when throttled), backing off between tries
+// and giving up after batchAttempts; send answers how much was left.
+func untilProcessed(ctx context.Context, op, what string, send func() (left int, err error)) error {
+	for attempt := 1; ; attempt++ {
+		left, err := send()
 		if err != nil {
 			return dynamoError(err)
 		}
-		pending = out.UnprocessedItems
-		left := len(pending[s.table])
 		if left == 0 {
 			return nil
 		}
 		if attempt == batchAttempts {
-			return fmt.Errorf("%w: dynamodb BatchWriteItem: %d writes still unprocessed after %d attempts", ErrUnavailable, left, attempt)
+			return fmt.Errorf("%w: dynamodb %s: %d %s still unprocessed after %d attempts", ErrUnavailable, op, left, what, attempt)
 		}
 		if err := smithytime.SleepWithContext(ctx, backoff(attempt, throttleBackoffMax)); err != nil {
 			return err

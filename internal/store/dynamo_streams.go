@@ -176,32 +176,27 @@ func (s *DynamoDB) readCounters(ctx context.Context, topics []string) (map[strin
 	return out, nil
 }
 
-// batchGet reads one batch and retries the keys DynamoDB left unprocessed
-// (it does so when throttled), as batchWrite does the writes. Each retry
-// asks for them with req's own settings, so every read stays strongly
-// consistent whatever UnprocessedKeys says.
+// batchGet reads one batch, retrying the keys DynamoDB left unprocessed
+// as batchWrite does the writes. Each retry asks for them with req's own
+// settings, so every read stays strongly consistent whatever
+// UnprocessedKeys says.
 func (s *DynamoDB) batchGet(ctx context.Context, req types.KeysAndAttributes) ([]map[string]types.AttributeValue, error) {
 	var items []map[string]types.AttributeValue
-	for attempt := 1; ; attempt++ {
+	err := untilProcessed(ctx, "BatchGetItem", "keys", func() (int, error) {
 		out, err := s.db.BatchGetItem(ctx, &dynamodb.BatchGetItemInput{
 			RequestItems: map[string]types.KeysAndAttributes{s.table: req},
 		})
 		if err != nil {
-			return nil, dynamoError(err)
+			return 0, err
 		}
 		items = append(items, out.Responses[s.table]...)
 		req.Keys = out.UnprocessedKeys[s.table].Keys
-		left := len(req.Keys)
-		if left == 0 {
-			return items, nil
-		}
-		if attempt == batchAttempts {
-			return nil, fmt.Errorf("%w: dynamodb BatchGetItem: %d keys still unprocessed after %d attempts", ErrUnavailable, left, attempt)
-		}
-		if err := smithytime.SleepWithContext(ctx, backoff(attempt, throttleBackoffMax)); err != nil {
-			return nil, err
-		}
+		return len(req.Keys), nil
+	})
+	if err != nil {
+		return nil, err
 	}
+	return items, nil
 }
 
 // counter updates topic's counter and returns its position: advanced by
