@@ -3,7 +3,8 @@ package fanout
 import (
 	"context"
 	"fmt"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/wsgateway/wsgateway/internal/wsproto"
 )
@@ -206,16 +207,15 @@ func (m *merged) fill(ctx context.Context, limit int) error {
 		return due[0].fill(ctx, limit)
 	}
 	errs := make([]error, len(due))
-	sem := make(chan struct{}, maxConcurrentReads)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(maxConcurrentReads)
 	for i, s := range due {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
+		g.Go(func() error {
 			errs[i] = s.fill(ctx, limit)
+			return nil // kept in errs, to return the first in sources' order
 		})
 	}
-	wg.Wait()
+	g.Wait()
 	for _, err := range errs {
 		if err != nil {
 			return err

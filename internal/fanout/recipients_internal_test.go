@@ -2,12 +2,15 @@ package fanout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // listSource serves ids (ascending) in pages of the limit asked for, as a
@@ -117,5 +120,55 @@ func TestMergedRefusesAListOutOfOrder(t *testing.T) {
 	}
 	if !strings.Contains(err.Error(), "out of order") || !strings.Contains(err.Error(), `"bad"`) {
 		t.Errorf("error %v, want it to name the list out of order", err)
+	}
+}
+
+// A merge reads the lists it needs side by side, at most
+// maxConcurrentReads at once, and every read runs to its end even when
+// another fails: the error returned is the first in the lists' order, not
+// the first to happen.
+func TestMergedReadsSideBySideWithinTheBound(t *testing.T) {
+	t.Parallel()
+	const lists = 3 * maxConcurrentReads
+	var inflight, most atomic.Int32
+	var done, cancelled atomic.Int32
+	var sources []source
+	for l := range lists {
+		sources = append(sources, source{name: fmt.Sprint("l", l), read: func(ctx context.Context, _ int, _ string) (page, error) {
+			n := inflight.Add(1)
+			defer inflight.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			// Hold the read a while, or until more than the bound are in
+			// flight, so that a merge that can go wider is seen to.
+			for deadline := time.Now().Add(100 * time.Millisecond); inflight.Load() <= maxConcurrentReads && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+			defer done.Add(1)
+			if ctx.Err() != nil {
+				cancelled.Add(1)
+			}
+			switch l {
+			case 1:
+				time.Sleep(20 * time.Millisecond) // fails last of the two
+				return page{}, errors.New("l1 failed")
+			case lists - 1:
+				return page{}, errors.New("the last list failed")
+			}
+			return page{ids: []string{fmt.Sprintf("c%03d", l)}}, nil
+		}})
+	}
+	_, err := newMerged(sources).read(t.Context(), 10, "")
+	if err == nil || !strings.Contains(err.Error(), "l1 failed") {
+		t.Errorf("read = %v, want the error of l1, the first failing list in order", err)
+	}
+	if got := done.Load(); got != lists {
+		t.Errorf("%d of %d reads ran to their end, want all", got, lists)
+	}
+	if got := cancelled.Load(); got != 0 {
+		t.Errorf("%d reads saw their context cancelled by another's failure, want none", got)
+	}
+	if got := most.Load(); got != maxConcurrentReads {
+		t.Errorf("at most %d reads at once, want exactly the bound, %d", got, maxConcurrentReads)
 	}
 }
