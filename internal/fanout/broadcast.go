@@ -5,7 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sync"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/wsgateway/wsgateway/internal/wsproto"
 )
@@ -88,17 +89,16 @@ func (f *Fanout) Broadcast(ctx context.Context, b Broadcast) ([]TopicResult, err
 		return nil, errors.New("fanout: an idempotency key needs Options.Streams to remember it")
 	}
 	results := make([]TopicResult, len(b.Topics))
-	sem := make(chan struct{}, f.opts.BroadcastConcurrency)
-	var wg sync.WaitGroup
+	var g errgroup.Group
+	g.SetLimit(f.opts.BroadcastConcurrency)
 	for i, topic := range b.Topics {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
+		g.Go(func() error {
 			res, err := f.Publish(ctx, Message{Topic: topic, Data: b.Data, Attributes: b.Attributes, IdempotencyKey: b.IdempotencyKey})
 			results[i] = TopicResult{Topic: topic, Result: res, Err: err}
+			return nil // kept in results: one topic's failure stops no other
 		})
 	}
-	wg.Wait()
+	g.Wait()
 	for _, r := range results {
 		if r.Err != nil {
 			return results, fmt.Errorf("broadcast to %q: %w", r.Topic, r.Err)

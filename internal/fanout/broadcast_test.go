@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -192,6 +193,60 @@ func TestBroadcastFinishesTheOthersWhenOneTopicFails(t *testing.T) {
 	}
 	if n := poster.n.Load(); n != 4 {
 		t.Errorf("%d posts, want 4", n)
+	}
+}
+
+// widthOf is a store that counts the topics whose subscribers are being
+// read at once. It holds each read a while, or until more than width are in
+// flight, so that a broadcast that can go wider is seen to.
+type widthOf struct {
+	*store.Memory
+	width          int32
+	inflight, most atomic.Int32
+}
+
+func (s *widthOf) Subscribers(ctx context.Context, topic string, limit int, token string) (store.Page, error) {
+	if wsproto.IsPattern(topic) { // a publish's read of the patterns its topic matches
+		return s.Memory.Subscribers(ctx, topic, limit, token)
+	}
+	n := s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	for m := s.most.Load(); n > m && !s.most.CompareAndSwap(m, n); m = s.most.Load() {
+	}
+	for deadline := time.Now().Add(100 * time.Millisecond); s.inflight.Load() <= s.width && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	return s.Memory.Subscribers(ctx, topic, limit, token)
+}
+
+// A broadcast publishes its topics side by side, BroadcastConcurrency at
+// once and no more.
+func TestBroadcastPublishesTopicsSideBySideWithinTheBound(t *testing.T) {
+	t.Parallel()
+	const width, topics = 4, 13
+	mem := store.NewMemory()
+	var names []string
+	for i := range topics {
+		names = append(names, fmt.Sprintf("t%d", i))
+	}
+	if err := mem.PutConnection(t.Context(), store.Connection{ID: "c1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := mem.Subscribe(t.Context(), "c1", "", names); err != nil {
+		t.Fatal(err)
+	}
+	s := &widthOf{Memory: mem, width: width}
+	poster := &countingPoster{}
+	opts := testOptions()
+	opts.BroadcastConcurrency = width
+	if _, err := fanout.New(s, poster, opts).Broadcast(t.Context(), fanout.Broadcast{Topics: names, Data: json.RawMessage(`1`)}); err != nil {
+		t.Fatal(err)
+	}
+	if n := poster.n.Load(); n != topics {
+		t.Errorf("%d posts, want %d: one per topic", n, topics)
+	}
+	if got := s.most.Load(); got != width {
+		t.Errorf("at most %d topics published at once, want exactly BroadcastConcurrency, %d", got, width)
 	}
 }
 
