@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/wsgateway/wsgateway/internal/store"
 )
 
@@ -244,26 +246,19 @@ func testCountSubscribersIgnoresExpired(t *testing.T, s store.Store, clock *fake
 // the count pages through the whole partition.
 func testCountSubscribersPastOneQuery(t *testing.T, s store.Store, _ *fakeClock) {
 	const n, users = 1010, 7
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	sem := make(chan struct{}, 8)
+	var g errgroup.Group
+	g.SetLimit(8)
 	for i := range n {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
+		g.Go(func() error {
 			user := ""
 			if i%10 != 0 { // every tenth without a user
 				user = fmt.Sprintf("user-%d", i%users)
 			}
-			errs <- s.Subscribe(t.Context(), fmt.Sprintf("c%04d", i), user, []string{"big"})
+			return s.Subscribe(t.Context(), fmt.Sprintf("c%04d", i), user, []string{"big"})
 		})
 	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
 	}
 	wantCount(t, s, "big", n, users)
 }
