@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	smithytime "github.com/aws/smithy-go/time"
 
 	"github.com/wsgateway/wsgateway/internal/assembly"
 	"github.com/wsgateway/wsgateway/internal/config"
@@ -114,10 +115,8 @@ func waitForTable(ctx context.Context, client *dynamodb.Client, cfg config.Confi
 			return fmt.Errorf("table %s at %s: %w", cfg.TableName, cfg.DynamoDBEndpoint, err)
 		}
 		log.Warn("waiting for DynamoDB at DYNAMODB_ENDPOINT", "endpoint", cfg.DynamoDBEndpoint, "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
+		if smithytime.SleepWithContext(ctx, delay) != nil {
 			return fmt.Errorf("DynamoDB at DYNAMODB_ENDPOINT=%s did not answer in time (is it running?): %w", cfg.DynamoDBEndpoint, err)
-		case <-time.After(delay):
 		}
 		delay = min(2*delay, 2*time.Second)
 	}

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-lambda-go/events"
+	smithytime "github.com/aws/smithy-go/time"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/wsgateway/wsgateway/internal/apigw"
@@ -351,7 +352,7 @@ func (r *Routes) recoverTopic(ctx context.Context, log *slog.Logger, id, topic s
 			log.InfoContext(ctx, "recovery refused: a missed message is not retained (expired, or its publish failed)", "since", from.Offset, "latest", latest.Offset, "retained", len(msgs))
 			return false, nil
 		}
-		if err := sleep(ctx, historyReread<<attempt); err != nil {
+		if err := smithytime.SleepWithContext(ctx, historyReread<<attempt); err != nil {
 			return false, err
 		}
 	}
@@ -392,21 +393,9 @@ func (r *Routes) replay(ctx context.Context, id string, envelope []byte) error {
 			!(errors.Is(err, apigw.ErrThrottled) || errors.Is(err, apigw.ErrServer) || errors.Is(err, apigw.ErrUnreachable)) {
 			return err
 		}
-		if err := sleep(ctx, replayBackoff<<(attempt-1)); err != nil {
+		if err := smithytime.SleepWithContext(ctx, replayBackoff<<(attempt-1)); err != nil {
 			return err
 		}
-	}
-}
-
-// sleep waits d, or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
 	}
 }
 
