@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -52,73 +51,21 @@ func TestPositions(t *testing.T) {
 	})
 }
 
-// frame is a server frame as a browser reads it.
-type frame struct {
-	Type   string          `json:"type"`
-	Topic  string          `json:"topic"`
-	ID     string          `json:"id"`
-	Offset uint64          `json:"offset"`
-	Epoch  string          `json:"epoch"`
-	Data   json.RawMessage `json:"data"`
-	Raw    string          `json:"-"`
-}
-
-// reader is a browser that reads all the time, as a page does, so the
-// emulated API Gateway never finds its buffer full.
-type reader struct {
-	conn   *websocket.Conn
-	frames chan frame
-}
-
 // subscribeReader connects, subscribes to topic and waits for the answer.
 // It does not hold the answer to one shape: recovery adds fields to it.
 func subscribeReader(t *testing.T, e *e2e, topic string) *reader {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws://"+e.stack.WSAddr+"/", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.SetReadLimit(1 << 20)
-	t.Cleanup(func() { conn.CloseNow() })
-	r := &reader{conn: conn, frames: make(chan frame, 8192)}
-	go func() {
-		defer close(r.frames)
-		for {
-			_, raw, err := conn.Read(context.Background())
-			if err != nil {
-				return
-			}
-			f := frame{Raw: string(raw)}
-			if err := json.Unmarshal(raw, &f); err != nil {
-				f.Type = "not JSON"
-			}
-			r.frames <- f
-		}
-	}()
+	r := dialReader(t, e)
 	req, _ := json.Marshal(map[string]any{"action": "subscribe", "topics": []string{topic}})
-	if err := conn.Write(ctx, websocket.MessageText, req); err != nil {
-		t.Fatal(err)
+	r.send(t, string(req))
+	f, ok := r.next(t)
+	if !ok {
+		t.Fatal("the connection closed")
 	}
-	if f := r.next(t); f.Type != "subscribed" {
-		t.Fatalf("answer to subscribe = %s, want a subscribed frame", f.Raw)
+	if f.Type != "subscribed" {
+		t.Fatalf("answer to subscribe = %s, want a subscribed frame", f.raw)
 	}
 	return r
-}
-
-func (r *reader) next(t *testing.T) frame {
-	t.Helper()
-	select {
-	case f, ok := <-r.frames:
-		if !ok {
-			t.Fatal("the connection closed")
-		}
-		return f
-	case <-time.After(eventually):
-		t.Fatal("no frame within the wait")
-	}
-	panic("unreachable")
 }
 
 // until reads message frames of topic until one with data marker, and
@@ -127,9 +74,12 @@ func (r *reader) until(t *testing.T, topic, marker string) []frame {
 	t.Helper()
 	var got []frame
 	for {
-		f := r.next(t)
+		f, ok := r.next(t)
+		if !ok {
+			t.Fatal("the connection closed")
+		}
 		if f.Type != "message" || f.Topic != topic {
-			t.Fatalf("unexpected frame %s", f.Raw)
+			t.Fatalf("unexpected frame %s", f.raw)
 		}
 		if string(f.Data) == marker {
 			return got
@@ -352,7 +302,7 @@ func testConcurrentOffsets(t *testing.T, e *e2e, env map[string]string) {
 		seen := map[uint64]int{}
 		for _, f := range got {
 			if f.Epoch != epoch {
-				t.Fatalf("subscriber %d: frame %s, want epoch %s", i, f.Raw, epoch)
+				t.Fatalf("subscriber %d: frame %s, want epoch %s", i, f.raw, epoch)
 			}
 			seen[f.Offset]++
 		}

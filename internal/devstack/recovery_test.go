@@ -14,7 +14,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/coder/websocket"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	wsgatewayv1 "github.com/wsgateway/wsgateway/gen/go/wsgateway/v1"
@@ -49,61 +48,16 @@ func TestRecovery(t *testing.T) {
 	})
 }
 
-// rframe is a server frame as a recovering browser reads it.
-type rframe struct {
-	Type      string `json:"type"`
-	Code      string `json:"code"`
-	Message   string `json:"message"`
-	Topic     string `json:"topic"`
-	ID        string `json:"id"`
-	Offset    uint64 `json:"offset"`
-	Epoch     string `json:"epoch"`
-	Positions map[string]struct {
-		Epoch  string `json:"epoch"`
-		Offset uint64 `json:"offset"`
-	} `json:"positions"`
-	Recovered map[string]bool `json:"recovered"`
-	raw       string
-}
-
-// rclient is a browser that reads all the time, as a page does; frames
-// is closed when the connection ends.
-type rclient struct {
-	conn   *websocket.Conn
-	frames chan rframe
-	id     string // its connection id
-}
-
-var rclients atomic.Int64
+// recoverySeq numbers the recovery tests' own topics and markers, so that
+// stacks and subtests running at once never share one.
+var recoverySeq atomic.Int64
 
 // recoveryDial connects and learns the connection's id from a topic of its
 // own.
-func recoveryDial(t *testing.T, e *e2e) *rclient {
+func recoveryDial(t *testing.T, e *e2e) *reader {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), eventually)
-	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws://"+e.stack.WSAddr+"/", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn.SetReadLimit(1 << 20)
-	t.Cleanup(func() { conn.CloseNow() })
-	c := &rclient{conn: conn, frames: make(chan rframe, 8192)}
-	go func() {
-		defer close(c.frames)
-		for {
-			_, raw, err := conn.Read(context.Background())
-			if err != nil {
-				return
-			}
-			f := rframe{raw: string(raw)}
-			if err := json.Unmarshal(raw, &f); err != nil {
-				f.Type = "not JSON"
-			}
-			c.frames <- f
-		}
-	}()
-	own := fmt.Sprintf("me-%d", rclients.Add(1))
+	c := dialReader(t, e)
+	own := fmt.Sprintf("me-%d", recoverySeq.Add(1))
 	c.send(t, fmt.Sprintf(`{"action":"subscribe","topics":[%q]}`, own))
 	if f, _ := c.answer(t); f.Type != "subscribed" {
 		t.Fatalf("answer %s, want subscribed", f.raw)
@@ -112,34 +66,13 @@ func recoveryDial(t *testing.T, e *e2e) *rclient {
 	return c
 }
 
-func (c *rclient) send(t *testing.T, frame string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), eventually)
-	defer cancel()
-	if err := c.conn.Write(ctx, websocket.MessageText, []byte(frame)); err != nil {
-		t.Fatalf("send %s: %v", frame, err)
-	}
-}
-
-// next returns the next frame; ok is false when the connection ended.
-func (c *rclient) next(t *testing.T) (rframe, bool) {
-	t.Helper()
-	select {
-	case f, ok := <-c.frames:
-		return f, ok
-	case <-time.After(eventually):
-		t.Fatal("no frame within the wait")
-	}
-	panic("unreachable")
-}
-
 // answer reads up to the answer to a subscribe (subscribed or error) and
 // returns it with the messages that came before it.
-func (c *rclient) answer(t *testing.T) (rframe, []rframe) {
+func (r *reader) answer(t *testing.T) (frame, []frame) {
 	t.Helper()
-	var before []rframe
+	var before []frame
 	for {
-		f, ok := c.next(t)
+		f, ok := r.next(t)
 		switch {
 		case !ok:
 			t.Fatal("the connection ended before the answer")
@@ -154,16 +87,16 @@ func (c *rclient) answer(t *testing.T) (rframe, []rframe) {
 // messagesUntil reads message frames of topic until the one whose data is
 // marker, and returns those before it, the frames before the answer
 // included.
-func (c *rclient) messagesUntil(t *testing.T, pending []rframe, topic, marker string) []rframe {
+func (r *reader) messagesUntil(t *testing.T, pending []frame, topic, marker string) []frame {
 	t.Helper()
-	var got []rframe
+	var got []frame
 	for _, f := range pending {
 		if f.Topic == topic {
 			got = append(got, f)
 		}
 	}
 	for {
-		f, ok := c.next(t)
+		f, ok := r.next(t)
 		if !ok {
 			t.Fatal("the connection ended before the marker")
 		}
@@ -174,24 +107,16 @@ func (c *rclient) messagesUntil(t *testing.T, pending []rframe, topic, marker st
 			continue
 		}
 		var data string
-		if json.Unmarshal(c.dataOf(f), &data) == nil && data == marker {
+		if json.Unmarshal(f.Data, &data) == nil && data == marker {
 			return got
 		}
 		got = append(got, f)
 	}
 }
 
-func (c *rclient) dataOf(f rframe) json.RawMessage {
-	var m struct {
-		Data json.RawMessage `json:"data"`
-	}
-	json.Unmarshal([]byte(f.raw), &m)
-	return m.Data
-}
-
 // closeServerSide ends the connection as API Gateway's 2-hour close does:
 // through the management API's DELETE @connections, by the real client.
-func closeServerSide(t *testing.T, e *e2e, c *rclient) {
+func closeServerSide(t *testing.T, e *e2e, c *reader) {
 	t.Helper()
 	cfg := aws.Config{Region: "us-east-1", Credentials: credentials.NewStaticCredentialsProvider("test", "test", "")}
 	ctx, cancel := context.WithTimeout(context.Background(), eventually)
@@ -201,12 +126,12 @@ func closeServerSide(t *testing.T, e *e2e, c *rclient) {
 	}
 }
 
-// drain reads what reached c before its connection ended.
-func (c *rclient) drain(t *testing.T) []rframe {
+// drain reads what reached r before its connection ended.
+func (r *reader) drain(t *testing.T) []frame {
 	t.Helper()
-	var got []rframe
+	var got []frame
 	for {
-		f, ok := c.next(t)
+		f, ok := r.next(t)
 		if !ok {
 			return got
 		}
@@ -233,9 +158,9 @@ func recoverFrame(topic, epoch string, offset uint64) string {
 
 // wantNothingReplayed publishes a marker to topic and checks that it is
 // the first message of topic c gets, the ones before the answer included.
-func wantNothingReplayed(t *testing.T, e *e2e, c *rclient, before []rframe, topic string) {
+func wantNothingReplayed(t *testing.T, e *e2e, c *reader, before []frame, topic string) {
 	t.Helper()
-	marker := fmt.Sprintf("marker-%d", rclients.Add(1))
+	marker := fmt.Sprintf("marker-%d", recoverySeq.Add(1))
 	if _, err := e.grpc.Publish(context.Background(), &wsgatewayv1.PublishRequest{Topic: topic, Data: structpb.NewStringValue(marker)}); err != nil {
 		t.Fatal(err)
 	}
@@ -293,7 +218,7 @@ func testRecoveryReplays(t *testing.T, e *e2e) {
 	for i, res := range missed {
 		m := got[i]
 		var data string
-		json.Unmarshal(b.dataOf(m), &data)
+		json.Unmarshal(m.Data, &data)
 		if m.ID != res.MessageId || m.Offset != res.Offset || m.Offset != uint64(4+i) || m.Epoch != res.Epoch || data != fmt.Sprintf("%s-%d", topic, i) {
 			t.Errorf("recovered frame %d = %s, want message %s at %s/%d", i, m.raw, res.MessageId, res.Epoch, res.Offset)
 		}
@@ -457,7 +382,7 @@ func testRecoveryRace(t *testing.T, e *e2e, env map[string]string) {
 	seen := map[uint64]string{} // offset → message id
 	var ep string
 	var first, last uint64 // the position of the first subscribe; the last offset up to which every one was seen
-	record := func(frames []rframe) {
+	record := func(frames []frame) {
 		for _, f := range frames {
 			if f.Type != "message" || f.Topic != topic {
 				continue
@@ -475,7 +400,7 @@ func testRecoveryRace(t *testing.T, e *e2e, env map[string]string) {
 		}
 	}
 	// offsets are those of topic among frames.
-	offsets := func(frames []rframe) map[uint64]bool {
+	offsets := func(frames []frame) map[uint64]bool {
 		out := map[uint64]bool{}
 		for _, f := range frames {
 			if f.Type == "message" && f.Topic == topic {
@@ -485,7 +410,7 @@ func testRecoveryRace(t *testing.T, e *e2e, env map[string]string) {
 		return out
 	}
 	const rounds = 16
-	var c *rclient
+	var c *reader
 	for round := range rounds {
 		c = recoveryDial(t, e)
 		from := last
@@ -553,7 +478,7 @@ func testRecoveryRace(t *testing.T, e *e2e, env map[string]string) {
 			if !ok {
 				t.Fatalf("the last connection ended at offset %d of %d", last, end)
 			}
-			record([]rframe{f})
+			record([]frame{f})
 		case <-deadline:
 			t.Fatalf("offsets up to %d arrived, then none: %d published", last, end)
 		}
