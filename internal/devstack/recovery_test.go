@@ -71,12 +71,18 @@ func recoveryDial(t *testing.T, e *e2e) *reader {
 func (r *reader) answer(t *testing.T) (frame, []frame) {
 	t.Helper()
 	var before []frame
+	// One wait for the answer as a whole: messages that keep coming must
+	// not stretch it, or a lost answer would keep a test reading for ever.
+	deadline := time.Now().Add(eventually)
 	for {
 		f, ok := r.next(t)
 		switch {
 		case !ok:
 			t.Fatal("the connection ended before the answer")
 		case f.Type == "message":
+			if time.Now().After(deadline) {
+				t.Fatalf("no answer within the wait, only %d messages", len(before)+1)
+			}
 			before = append(before, f)
 		default:
 			return f, before
