@@ -328,24 +328,30 @@ func TestBroadcastWithinTheQuota(t *testing.T) {
 		}
 		return poster.calls.Load(), poster.throttled.Load()
 	}
-	var calls, throttled, ownCalls, ownThrottled int64
-	// The quota must bite for the test to mean anything; a machine too
-	// loaded to post faster than it gets a quota half as high, again.
-	for rate := 250.0; ownThrottled == 0; rate /= 2 {
-		if rate < 30 {
-			t.Fatalf("no call was throttled with a flow per topic even at a quota of %v/s: the quota never bit, the test means nothing", 2*rate)
-		}
+	// Measured here: about a fifth of the calls throttled with one flow,
+	// half with a flow per topic. That holds while the quota, not the
+	// machine, sets the pace: a machine too loaded to post much faster than
+	// the quota throttles both alike (seen: 225 against 315 at 250/s). So
+	// a round that shows no clear difference is run again under a quota
+	// half as high, which a slow machine still overruns. A broadcast with a
+	// flow per topic draws as many 429s as the control at every quota, and
+	// fails in the last round.
+	for rate := 250.0; ; rate /= 2 {
+		var calls, throttled, ownCalls, ownThrottled int64
 		var wg sync.WaitGroup
 		wg.Go(func() { calls, throttled = run(t, true, rate) })
 		wg.Go(func() { ownCalls, ownThrottled = run(t, false, rate) })
 		wg.Wait()
 		t.Logf("quota %v/s: one flow: %d calls, %d throttled; a flow per topic: %d calls, %d throttled", rate, calls, throttled, ownCalls, ownThrottled)
-	}
-	// Measured here: about a fifth of the calls throttled with one flow,
-	// half with a flow per topic. The quota is low enough to bite even when
-	// a loaded machine posts slowly.
-	if throttled*3 > ownThrottled*2 {
-		t.Errorf("one flow for the broadcast drew %d 429s, a flow per topic %d: want well under two thirds of them, one pace for the whole broadcast", throttled, ownThrottled)
+		if ownThrottled > 0 && throttled*3 <= ownThrottled*2 {
+			return
+		}
+		if rate/2 < 30 {
+			if ownThrottled == 0 {
+				t.Fatalf("no call was throttled with a flow per topic even at a quota of %v/s: the quota never bit, the test means nothing", rate)
+			}
+			t.Fatalf("one flow for the broadcast drew %d 429s, a flow per topic %d: want well under two thirds of them, one pace for the whole broadcast", throttled, ownThrottled)
+		}
 	}
 }
 
