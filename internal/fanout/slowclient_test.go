@@ -19,10 +19,10 @@ import (
 
 // TestSlowSubscriberStallsNoOne subscribes one client that never reads
 // beside clients that do, and publishes large messages, several at once,
-// through the emulated API Gateway at its default write timeout. The
-// stalled client's buffer fills and its posts get 429 at once, so every
-// publish stays fast, every reading subscriber gets every message, and
-// the stalled client is cut.
+// through the emulated API Gateway. The stalled client's buffer fills and
+// its posts get 429 at once, so every publish ends long before the socket's
+// write timeout would cut the stalled client, and every reading subscriber
+// gets every message. (That the emulator then cuts it is its own test's.)
 func TestSlowSubscriberStallsNoOne(t *testing.T) {
 	t.Parallel()
 	const (
@@ -30,8 +30,12 @@ func TestSlowSubscriberStallsNoOne(t *testing.T) {
 		publishers = 8
 		perWorker  = 6
 		topic      = "big"
+		// A publish that waited on the stalled client, for its buffer to
+		// drain or for it to be cut, would take at least this long. (The
+		// emulator's Close waits it out too, with the stalled writer.)
+		writeTimeout = 10 * time.Second
 	)
-	e := newEmulated(t, emulator.Config{}, readers, topic)
+	e := newEmulated(t, emulator.Config{WriteTimeout: writeTimeout}, readers, topic)
 
 	// The stalled client: connected and subscribed, never read from.
 	before := e.emu.ConnectionIDs()
@@ -64,7 +68,7 @@ func TestSlowSubscriberStallsNoOne(t *testing.T) {
 	for range publishers {
 		wg.Go(func() {
 			for range perWorker {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				ctx, cancel := context.WithTimeout(context.Background(), 2*writeTimeout)
 				start := time.Now()
 				res, err := f.Publish(ctx, msg)
 				took := time.Since(start)
@@ -83,22 +87,11 @@ func TestSlowSubscriberStallsNoOne(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	// The write timeout is 5 s: a publish that waited on the stalled
-	// client took at least that.
 	t.Logf("slowest publish: %v", slowest)
-	// Under 5 s, then, with room for a loaded machine's scheduling.
-	if slowest > 4500*time.Millisecond {
+	// Under the write timeout, with room for a loaded machine: alone, the
+	// slowest takes 1-2 s, and under make test's load once took 5 s.
+	if slowest > writeTimeout*3/4 {
 		t.Errorf("slowest publish took %v: it waited on the client that does not read", slowest)
-	}
-
-	// The stalled client is cut once it has taken nothing for the write
-	// timeout.
-	deadline := time.Now().Add(15 * time.Second)
-	for slices.Contains(e.emu.ConnectionIDs(), stalledID) {
-		if time.Now().After(deadline) {
-			t.Fatal("the client that does not read is still connected")
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 
 	for i, c := range e.counts() {
