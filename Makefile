@@ -21,7 +21,7 @@ run: ## start the devstack: emulated API Gateway, handlers, publisher, in-memory
 
 # The checks that do not depend on one another run side by side, since each alone leaves a core
 # idle for much of its time (a link, a tsc, a fuzz coordinator). gen/ is checked first, because
-# make generate rewrites the files unit compiles; unit runs alone, since its tests hold timing bounds.
+# make generate rewrites files that unit compiles; unit runs alone, for its tests' timing bounds.
 test: node_modules/.package-lock.json ## everything but the load test (CI runs both)
 	@$(MAKE) --no-print-directory check-generate
 	@$(MAKE) --no-print-directory -j2 --output-sync=target lint web-check
